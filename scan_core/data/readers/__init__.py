@@ -1,0 +1,20 @@
+"""Readers that turn each supported data source into an ``ImageSet``."""
+
+from scan_core.data.readers.cifar import read_cifar10, read_cifar20
+from scan_core.data.readers.folder import IMAGE_EXTENSIONS, BadImageError, read_folder
+from scan_core.data.readers.idx import FASHION_MNIST_CLASSES, read_fashion_mnist
+from scan_core.data.readers.imagenet import read_imagenet, read_subset_file
+from scan_core.data.readers.stl import read_stl10
+
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "IMAGE_EXTENSIONS",
+    "BadImageError",
+    "read_cifar10",
+    "read_cifar20",
+    "read_fashion_mnist",
+    "read_folder",
+    "read_imagenet",
+    "read_stl10",
+    "read_subset_file",
+]

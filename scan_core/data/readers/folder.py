@@ -1,0 +1,203 @@
+"""Read any directory of image files into an ``ImageSet``.
+
+A user's own photos arrive in every size, mode and state of repair. This reader decodes
+every file fully, so a broken file is found here rather than halfway through training,
+and reports all broken files at once instead of one per run. The decoding helper is
+shared with the ImageNet reader, which reads the same kind of files.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from scan_core.data.image_set import ImageSet
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+ON_BAD_IMAGE_CHOICES = ("fail", "skip")
+_PROGRESS_MIN_FILES = 200
+
+
+class BadImageError(ValueError):
+    """One or more files could not be decoded as images."""
+
+
+def read_folder(root: Path, image_size: int, on_bad_image: str = "fail") -> ImageSet:
+    """Read every image below ``root``; first-level subfolders become classes.
+
+    Labels are given only when every image lies in a first-level subfolder and there are
+    at least two of them, since a single folder or loose files say nothing about classes.
+    """
+    root = Path(root)
+    check_on_bad_image(on_bad_image)
+    if not root.exists():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a folder of images")
+    paths = find_images(root)
+    if not paths:
+        raise FileNotFoundError(
+            f"no images found in {root} (searched subfolders too; accepted extensions, "
+            f"any case: {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    relative = [path.relative_to(root) for path in paths]
+    class_names = _class_names(relative)
+    images, kept, skipped = decode_images(paths, root, image_size, on_bad_image)
+    labels = None
+    if class_names is not None:
+        index = {name: i for i, name in enumerate(class_names)}
+        labels = np.array([index[relative[i].parts[0]] for i in kept], dtype=np.int64)
+    return ImageSet(
+        images=images,
+        labels=labels,
+        class_names=class_names,
+        sources=[relative[i].as_posix() for i in kept],
+        split="all",
+        skipped=skipped,
+    )
+
+
+def check_on_bad_image(on_bad_image: str) -> None:
+    """Reject a misspelt policy before any file is read."""
+    if on_bad_image not in ON_BAD_IMAGE_CHOICES:
+        raise ValueError(
+            f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE_CHOICES)}, "
+            f"got {on_bad_image!r}"
+        )
+
+
+def is_image_file(name: str) -> bool:
+    """Whether a file name has one of the accepted image extensions (any case)."""
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def find_images(root: Path) -> list[Path]:
+    """All image files below ``root`` in sorted path order, skipping hidden entries.
+
+    Hidden entries (``.DS_Store``, macOS ``._*`` forks, ``.ipynb_checkpoints``) are not
+    the user's images and would otherwise show up as classes or bad files.
+    """
+    found: list[Path] = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        found.extend(Path(directory) / name for name in files if is_image_file(name))
+    return sorted(found, key=lambda path: path.relative_to(root).parts)
+
+
+def decode_images(
+    paths: Sequence[Path], root: Path, image_size: int, on_bad_image: str
+) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+    """Decode, resize and stack ``paths``; return images, kept indices and failures.
+
+    Images come back with one channel when every good file is grayscale, else three.
+    With ``on_bad_image="fail"`` any failure raises ``BadImageError`` listing them all.
+    """
+    check_on_bad_image(on_bad_image)
+    if image_size < 1:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    decoded: list[np.ndarray] = []
+    kept: list[int] = []
+    failures: list[tuple[str, str]] = []
+    show = len(paths) >= _PROGRESS_MIN_FILES and sys.stderr.isatty()
+    for i, path in enumerate(tqdm(paths, desc="decoding images", unit="img", disable=not show)):
+        try:
+            decoded.append(decode_image(path, image_size))
+        except Exception as error:  # noqa: BLE001 - any decoder failure marks the file bad
+            failures.append((Path(path).relative_to(root).as_posix(), _reason(error)))
+        else:
+            kept.append(i)
+    if failures and on_bad_image == "fail":
+        raise BadImageError(_bad_image_message(root, failures))
+    if not decoded:
+        raise BadImageError(f"none of the {len(paths)} image files in {root} could be read")
+    gray = all(array.ndim == 2 for array in decoded)
+    if gray:
+        images = np.stack(decoded)[..., None]
+    else:
+        images = np.stack([_to_rgb(array) for array in decoded])
+    return images, kept, failures
+
+
+def decode_image(path: Path, image_size: int) -> np.ndarray:
+    """Decode one file fully: ``uint8[S, S]`` if grayscale, else ``uint8[S, S, 3]``."""
+    with Image.open(path) as image:
+        image.load()
+        image = _normalise_mode(image)
+    return np.asarray(_resize_center_crop(image, image_size), dtype=np.uint8)
+
+
+def _normalise_mode(image: Image.Image) -> Image.Image:
+    """Bring any PIL mode to 'L' or 'RGB', compositing transparency onto white."""
+    mode = image.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return Image.fromarray(_wide_gray_to_uint8(np.asarray(image)), mode="L")
+    if mode in ("1", "L"):
+        return image.convert("L")
+    if mode in ("LA", "La"):
+        return _on_white(image.convert("LA"), "L")
+    if mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
+        return _on_white(image.convert("RGBA"), "RGB")
+    return image.convert("RGB")
+
+
+def _wide_gray_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale 16/32-bit or float grayscale to 0..255 (16-bit data is the common case)."""
+    values = array.astype(np.float64)
+    if array.dtype.kind == "f" and values.size and values.min() >= 0.0 and values.max() <= 1.0:
+        values = values * 255.0
+    elif values.size and values.max() > 255:
+        values = values / 257.0
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def _on_white(image: Image.Image, mode: str) -> Image.Image:
+    """Composite an image with alpha onto a white background, then convert to ``mode``."""
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert(mode)
+
+
+def _resize_center_crop(image: Image.Image, size: int) -> Image.Image:
+    """Resize the shorter side to ``size`` (antialiased bilinear), then crop the centre."""
+    width, height = image.size
+    scale = size / min(width, height)
+    new_width = max(size, round(width * scale))
+    new_height = max(size, round(height * scale))
+    if (new_width, new_height) != (width, height):
+        image = image.resize((new_width, new_height), Image.Resampling.BILINEAR)
+    left = (new_width - size) // 2
+    top = (new_height - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def _to_rgb(array: np.ndarray) -> np.ndarray:
+    return np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).strip() or "no details"
+    return f"{type(error).__name__}: {text}"
+
+
+def _bad_image_message(root: Path, failures: list[tuple[str, str]]) -> str:
+    lines = [f"{len(failures)} file(s) in {root} could not be read as images:"]
+    lines += [f"  {source}: {reason}" for source, reason in failures]
+    lines.append(
+        "Fix or remove them, or set `data.on_bad_image: skip` to leave them out "
+        "(they are then listed as skipped)."
+    )
+    return "\n".join(lines)
+
+
+def _class_names(relative: Sequence[Path]) -> list[str] | None:
+    """Sorted first-level folder names, or None when the layout does not name classes."""
+    if any(len(path.parts) < 2 for path in relative):
+        return None
+    names = sorted({path.parts[0] for path in relative})
+    return names if len(names) >= 2 else None

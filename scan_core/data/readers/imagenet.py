@@ -1,0 +1,87 @@
+"""Read ImageNet (or an ImageNet-50/100/200 subset) from torchvision's extracted layout.
+
+The SCAN paper clusters subsets of ImageNet given as lists of WordNet ids; reading the
+class folders named in such a list lets the same benchmark be run without copying
+images around. Decoding is shared with the folder reader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from scan_core.data.image_set import ImageSet
+from scan_core.data.readers.folder import decode_images, find_images
+
+IMAGENET_SPLITS = ("train", "val")
+
+
+def read_imagenet(
+    root: Path,
+    split: str,
+    image_size: int,
+    subset_file: Path | None = None,
+    *,
+    on_bad_image: str = "fail",
+) -> ImageSet:
+    """Read ``<root>/<split>/<wnid>/*`` for every wnid in the subset (all when None).
+
+    Labels index the sorted list of wnids, and class names are the wnids, so the same
+    subset file always gives the same labels.
+    """
+    root = Path(root)
+    if split not in IMAGENET_SPLITS:
+        raise ValueError(f"unknown ImageNet split {split!r}; valid: {', '.join(IMAGENET_SPLITS)}")
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise FileNotFoundError(
+            f"expected ImageNet {split} images in {split_dir}/<wnid>/*.JPEG. ImageNet cannot "
+            "be downloaded automatically: get ILSVRC2012 from image-net.org and extract it "
+            "as torchvision.datasets.ImageNet does (train/ and val/ with one folder per wnid)."
+        )
+    if subset_file is None:
+        wnids = sorted(
+            p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+    else:
+        wnids = read_subset_file(Path(subset_file))
+    missing = [wnid for wnid in wnids if not (split_dir / wnid).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} class folder(s) from the subset are missing in {split_dir}: "
+            f"{', '.join(missing)}"
+        )
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, wnid in enumerate(wnids):
+        found = find_images(split_dir / wnid)
+        if not found:
+            raise FileNotFoundError(f"class folder {split_dir / wnid} holds no images")
+        paths += found
+        labels += [label] * len(found)
+    if not paths:
+        raise FileNotFoundError(f"no class folders found in {split_dir}")
+    images, kept, skipped = decode_images(paths, root, image_size, on_bad_image)
+    return ImageSet(
+        images=images,
+        labels=np.array([labels[i] for i in kept], dtype=np.int64),
+        class_names=list(wnids),
+        sources=[paths[i].relative_to(root).as_posix() for i in kept],
+        split=split,
+        skipped=skipped,
+    )
+
+
+def read_subset_file(path: Path) -> list[str]:
+    """Sorted unique wnids from a subset file: first token per line, ``#`` comments ignored."""
+    if not path.is_file():
+        raise FileNotFoundError(f"ImageNet subset file {path} does not exist")
+    wnids: set[str] = set()
+    for line in path.read_text().splitlines():
+        text = line.split("#", 1)[0].strip()
+        if text:
+            wnids.add(text.split()[0])
+    if not wnids:
+        raise ValueError(f"ImageNet subset file {path} lists no WordNet ids")
+    return sorted(wnids)

@@ -1,0 +1,115 @@
+"""Where images come from: one loader per ``data.name``, all returning an ``ImageSet``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from scan_core.data.image_set import ImageSet
+
+DATASET_NAMES = ("digits", "fashion_mnist", "cifar10", "cifar20", "stl10", "imagenet", "folder")
+
+DIGITS_SPLITS = ("all",)
+
+
+def load_digits_set(split: str = "all") -> ImageSet:
+    """scikit-learn's 1,797 handwritten digits (8x8, 17 grey levels), scaled to uint8."""
+    from sklearn.datasets import load_digits
+
+    if split not in DIGITS_SPLITS:
+        raise ValueError(f"digits has no split {split!r}; it has only {DIGITS_SPLITS}")
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    return ImageSet(
+        images=images,
+        labels=digits.target.astype(np.int64),
+        class_names=[str(digit) for digit in range(10)],
+        sources=[f"digits:all:{index}" for index in range(len(images))],
+        split=split,
+    )
+
+
+def array_image_set(images: np.ndarray, labels: np.ndarray | None = None, name: str = "array") -> ImageSet:
+    """Wrap a user's own ``uint8[N, H, W(, C)]`` array, the path every built-in set takes too."""
+    if images.ndim == 3:
+        images = images[..., None]
+    return ImageSet(
+        images=np.ascontiguousarray(images, dtype=np.uint8),
+        labels=None if labels is None else np.asarray(labels, dtype=np.int64),
+        class_names=None if labels is None else [str(label) for label in np.unique(labels)],
+        sources=[f"{name}:all:{index}" for index in range(len(images))],
+        split="all",
+    )
+
+
+def resize_images(images: np.ndarray, image_size: int) -> np.ndarray:
+    """Resize every image to ``image_size`` square (bilinear); a no-op when sizes match."""
+    if images.shape[1] == image_size and images.shape[2] == image_size:
+        return images
+    resized = [
+        np.asarray(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).resize(
+            (image_size, image_size), Image.BILINEAR
+        ))
+        for image in images
+    ]
+    stacked = np.stack(resized)
+    return stacked[..., None] if stacked.ndim == 3 else stacked
+
+
+def _single_split_loader(
+    name: str, root: Path, image_size: int, subset_file: Path | None, on_bad_image: str, download: bool
+) -> Callable[[str], ImageSet]:
+    from scan_core.data import readers
+
+    loaders: dict[str, Callable[[str], ImageSet]] = {
+        "digits": load_digits_set,
+        "fashion_mnist": lambda split: readers.read_fashion_mnist(root, split, download=download),
+        "cifar10": lambda split: readers.read_cifar10(root, split, download=download),
+        "cifar20": lambda split: readers.read_cifar20(root, split, download=download),
+        "stl10": lambda split: readers.read_stl10(root, split, download=download),
+        "imagenet": lambda split: readers.read_imagenet(root, split, image_size, subset_file),
+        "folder": lambda split: readers.read_folder(root, image_size, on_bad_image),
+    }
+    if name not in loaders:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+    return loaders[name]
+
+
+def concatenate(parts: list[ImageSet], split: str) -> ImageSet:
+    """Join splits of one data set (e.g. CIFAR train+test, as the paper clusters both)."""
+    if len(parts) == 1:
+        return parts[0]
+    labelled = all(part.labels is not None for part in parts)
+    return ImageSet(
+        images=np.concatenate([part.images for part in parts]),
+        labels=np.concatenate([part.labels for part in parts]) if labelled else None,
+        class_names=parts[0].class_names if labelled else None,
+        sources=[source for part in parts for source in part.sources],
+        split=split,
+        skipped=[item for part in parts for item in part.skipped],
+    )
+
+
+def load_image_set(
+    name: str,
+    split: str,
+    root: Path | str = "data",
+    image_size: int | None = None,
+    subset_file: Path | str | None = None,
+    on_bad_image: str = "fail",
+    download: bool = False,
+) -> ImageSet:
+    """Load ``split`` of data set ``name``; ``"train+test"`` joins splits in that order.
+
+    Images are resized to ``image_size`` when given, so every stage sees one size.
+    """
+    loader = _single_split_loader(
+        name, Path(root), image_size or 0, Path(subset_file) if subset_file else None, on_bad_image, download
+    )
+    image_set = concatenate([loader(part) for part in split.split("+")], split)
+    if image_size:
+        image_set.images = resize_images(image_set.images, image_size)
+    return image_set

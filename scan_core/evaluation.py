@@ -1,0 +1,73 @@
+"""Clustering metrics: Hungarian-matched accuracy, NMI, ARI, top-5, and the k-means baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+
+def contingency(labels: np.ndarray, predictions: np.ndarray, num_clusters: int, num_classes: int) -> np.ndarray:
+    """``counts[cluster, class]``: how many images of each class fell in each cluster."""
+    counts = np.zeros((num_clusters, num_classes), dtype=np.int64)
+    np.add.at(counts, (predictions, labels), 1)
+    return counts
+
+
+def match_clusters(labels: np.ndarray, predictions: np.ndarray, num_clusters: int | None = None) -> np.ndarray:
+    """A class for every cluster: one-to-one Hungarian matching, or each cluster's majority
+    class when there are more clusters than classes (overclustering, many-to-one)."""
+    num_classes = int(labels.max()) + 1
+    num_clusters = max(num_clusters or 0, int(predictions.max()) + 1)
+    counts = contingency(labels, predictions, num_clusters, num_classes)
+    if num_clusters > num_classes:
+        return counts.argmax(axis=1)
+    clusters, classes = linear_sum_assignment(counts, maximize=True)
+    mapping = np.zeros(num_clusters, dtype=np.int64)
+    mapping[clusters] = classes
+    return mapping
+
+
+def cluster_metrics(
+    labels: np.ndarray, predictions: np.ndarray, probabilities: np.ndarray | None = None
+) -> dict[str, float]:
+    """ACC (after matching clusters to classes), NMI, ARI and, with probabilities over more
+    than 5 clusters, top-5 accuracy (a class counts when any of its matched clusters is
+    among the five most probable)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predictions = np.asarray(predictions, dtype=np.int64)
+    num_clusters = probabilities.shape[1] if probabilities is not None else None
+    mapping = match_clusters(labels, predictions, num_clusters)
+    metrics = {
+        "acc": float((mapping[predictions] == labels).mean()),
+        "nmi": float(normalized_mutual_info_score(labels, predictions)),
+        "ari": float(adjusted_rand_score(labels, predictions)),
+    }
+    if probabilities is not None and probabilities.shape[1] > 5:
+        top5_clusters = np.argsort(-probabilities, axis=1)[:, :5]
+        metrics["top5"] = float((mapping[top5_clusters] == labels[:, None]).any(axis=1).mean())
+    return metrics
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_clusters: int) -> np.ndarray:
+    """Row-normalised ``[true class, matched class]`` confusion after cluster matching."""
+    mapping = match_clusters(labels, predictions, num_clusters)
+    num_classes = int(labels.max()) + 1
+    counts = contingency(mapping[predictions], labels, num_classes, num_classes)
+    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+
+
+def kmeans_clusters(embeddings: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
+    """The baseline SCAN improves on: k-means on the pretext embeddings."""
+    return KMeans(n_clusters=num_clusters, n_init=10, random_state=seed).fit_predict(embeddings)
+
+
+def cluster_summary(predictions: np.ndarray, confidence: np.ndarray, num_clusters: int) -> dict:
+    """What can be said without labels: cluster sizes, empty clusters, mean confidence."""
+    sizes = np.bincount(predictions, minlength=num_clusters)
+    return {
+        "cluster_sizes": sizes.tolist(),
+        "nonempty_clusters": int((sizes > 0).sum()),
+        "mean_confidence": float(confidence.mean()),
+    }
