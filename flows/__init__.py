@@ -1,0 +1,10 @@
+"""Prefect flows: the whole SCAN pipeline, and one stage at a time (what dvc.yaml calls)."""
+
+import os
+from pathlib import Path
+
+# Cached task results live with the project, beside the stage records that validate them.
+os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(Path(".scan_cache/prefect-results").resolve()))
+# A temporary API server starts with every flow run when PREFECT_API_URL is unset; on a
+# busy 2-core machine it can take longer than Prefect's default 20 s to come up.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

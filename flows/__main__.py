@@ -1,0 +1,38 @@
+"""Command line: ``python -m flows <stage>`` (what dvc.yaml runs), ``python -m flows pipeline``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from scan_core.config import ParamsError, load_params
+from tasks.stages import STAGES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows",
+        description="Run SCAN pipeline stages as Prefect flows (dvc.yaml calls one stage at a time).",
+    )
+    parser.add_argument("target", choices=[*STAGES, "pipeline"],
+                        help="a stage name, or 'pipeline' for all stages in one flow")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    args = parser.parse_args(argv)
+    try:
+        load_params(args.params)
+    except ParamsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    from flows.pipeline import scan_pipeline, scan_stage
+
+    if args.target == "pipeline":
+        states = scan_pipeline(params_file=args.params)
+        print(" ".join(f"{stage}={state}" for stage, state in states.items()))
+    else:
+        print(f"{args.target}: {scan_stage(stage=args.target, params_file=args.params)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

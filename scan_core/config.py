@@ -1,0 +1,155 @@
+"""The pipeline's parameters (``params.yaml``): one typed group per stage, checked up front.
+
+A mistyped key, a wrong type or an out-of-range value is reported as one line naming the
+key, the value and what is valid, before any stage does work.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from scan_core.data.sources import DATASET_NAMES
+from scan_core.models import BACKBONES
+
+
+class ParamsError(ValueError):
+    """params.yaml is invalid; the message names the key, the value and what is valid."""
+
+
+class Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class DataParams(Group):
+    name: Literal[DATASET_NAMES] = "digits"  # type: ignore[valid-type]
+    root: str = "data"
+    image_size: int = Field(8, ge=4, le=1024)
+    train_split: str = "all"
+    eval_split: str = "all"
+    subset_file: str | None = None
+    on_bad_image: Literal["fail", "skip"] = "fail"
+    download: bool = False
+
+
+class AugmentParams(Group):
+    hflip: bool = True
+    crop_min_scale: float = Field(0.2, gt=0, le=1)
+    jitter_strength: float = Field(0.4, ge=0, le=1)
+    strong_ops: int = Field(4, ge=0, le=14)
+    cutout_size: int = Field(16, ge=0)
+
+
+class PretextParams(Group):
+    backbone: Literal[BACKBONES] = "resnet18_cifar"  # type: ignore[valid-type]
+    epochs: int = Field(500, ge=1)
+    batch_size: int = Field(512, ge=2)
+    lr: float = Field(0.4, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    temperature: float = Field(0.1, gt=0)
+    projection_dim: int = Field(128, ge=2)
+    seed: int = Field(0, ge=0)
+
+
+class EmbedParams(Group):
+    batch_size: int = Field(512, ge=1)
+
+
+class MineParams(Group):
+    topk: int = Field(20, ge=1)
+
+
+class ScanParams(Group):
+    num_neighbors: int = Field(20, ge=1)
+    entropy_weight: float = Field(5.0, ge=0)
+    num_clusters: int = Field(10, ge=2)
+    num_heads: int = Field(1, ge=1)
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    update_backbone: bool = True
+    seed: int = Field(0, ge=0)
+
+
+class SelflabelParams(Group):
+    threshold: float = Field(0.99, gt=0, lt=1)
+    class_balance: bool = True
+    epochs: int = Field(200, ge=0)
+    batch_size: int = Field(1000, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    seed: int = Field(0, ge=0)
+
+
+class EvaluateParams(Group):
+    kmeans_seed: int = Field(0, ge=0)
+    prototypes: int = Field(8, ge=0)
+
+
+class Params(Group):
+    data: DataParams = DataParams()
+    augment: AugmentParams = AugmentParams()
+    pretext: PretextParams = PretextParams()
+    embed: EmbedParams = EmbedParams()
+    mine: MineParams = MineParams()
+    scan: ScanParams = ScanParams()
+    selflabel: SelflabelParams = SelflabelParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+    @model_validator(mode="after")
+    def _neighbors_were_mined(self) -> "Params":
+        if self.scan.num_neighbors > self.mine.topk:
+            raise ValueError(
+                f"scan.num_neighbors = {self.scan.num_neighbors} is larger than mine.topk = "
+                f"{self.mine.topk}; valid: at most mine.topk (or raise mine.topk)"
+            )
+        return self
+
+
+def known_keys(model: type[BaseModel] = Params, prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += known_keys(annotation, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        guesses = difflib.get_close_matches(key, known_keys(), n=1, cutoff=0.6)
+        hint = f"; did you mean {guesses[0]}?" if guesses else f"; known keys of this group: " + ", ".join(
+            known for known in known_keys() if known.rsplit(".", 1)[0] == key.rsplit(".", 1)[0]
+        )
+        return f"unknown key {key}{hint}"
+    if not error["loc"]:
+        return str(error["msg"]).removeprefix("Value error, ")
+    return f"{key} = {error.get('input')!r} is invalid: {error['msg'].removeprefix('Value error, ')}"
+
+
+def validate_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
+    """Turn the raw mapping into ``Params`` or raise ``ParamsError`` listing every problem."""
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as error:
+        problems = [_describe(item, raw) for item in error.errors()]
+        raise ParamsError(f"{source}: " + "; ".join(problems)) from None
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} not found; run from the project root or pass the file's path")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path} is not valid YAML: {error}") from None
+    return validate_params(raw, str(path))

@@ -1,0 +1,135 @@
+"""SCAN clustering step: train heads so images and their mined neighbors agree (Eq. 2)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from scan_core.augment import AugmentSettings, strong_view, to_float
+from scan_core.checkpoint import TrainingCheckpoint
+from scan_core.losses import PROBABILITY_FLOOR, scan_loss
+from scan_core.models import ClusteringModel
+from scan_core.training.common import (
+    EpochCallback,
+    check_finite,
+    epoch_generator,
+    index_batches,
+    predict_probabilities,
+    seed_everything,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    num_clusters: int = 10
+    num_heads: int = 1
+    num_neighbors: int = 20
+    entropy_weight: float = 5.0
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    update_backbone: bool = True
+    seed: int = 0
+
+
+def sample_neighbors(neighbors: Tensor, anchors: Tensor, generator: torch.Generator) -> Tensor:
+    """One neighbor per anchor, drawn uniformly from its top ``neighbors.shape[1]``."""
+    picks = torch.randint(0, neighbors.shape[1], (len(anchors),), generator=generator)
+    return neighbors[anchors, picks]
+
+
+def head_losses(probabilities: Tensor, neighbors: Tensor, entropy_weight: float) -> Tensor:
+    """SCAN total loss of every head on un-augmented images over all mined neighbor pairs,
+    with the same entropy weight as training: the label-free criterion to pick a head."""
+    totals = []
+    for head_probs in probabilities:
+        agreement = (head_probs.unsqueeze(1) * head_probs[neighbors]).sum(dim=-1)
+        consistency = -torch.log(agreement.clamp_min(PROBABILITY_FLOOR)).mean()
+        mean_probs = head_probs.mean(dim=0).clamp_min(PROBABILITY_FLOOR)
+        entropy = -(mean_probs * torch.log(mean_probs)).sum()
+        totals.append(consistency - entropy_weight * entropy)
+    return torch.stack(totals)
+
+
+def collapse_report(probabilities: Tensor) -> dict[str, float]:
+    """How spread the clustering is: non-empty clusters and entropy of the mean prediction
+    relative to its maximum (1.0 = perfectly balanced)."""
+    num_clusters = probabilities.shape[-1]
+    sizes = torch.bincount(probabilities.argmax(dim=-1), minlength=num_clusters)
+    mean_probs = probabilities.mean(dim=0).clamp_min(PROBABILITY_FLOOR)
+    entropy = float(-(mean_probs * torch.log(mean_probs)).sum())
+    return {"nonempty_clusters": int((sizes > 0).sum()), "balance": entropy / float(np.log(num_clusters))}
+
+
+def train_scan(
+    backbone: nn.Module,
+    images: Tensor,
+    neighbors: Tensor,
+    settings: ScanSettings,
+    augment: AugmentSettings,
+    checkpoint: TrainingCheckpoint,
+    device: torch.device,
+    on_epoch: EpochCallback | None = None,
+    progress: bool = True,
+) -> tuple[ClusteringModel, list[dict[str, float]], Tensor]:
+    """Train the clustering heads (and the backbone unless frozen), then keep the head with
+    the lowest SCAN loss. Returns the model, per-epoch history and every head's final loss.
+
+    ``neighbors[i]`` are the row indices (into ``images``) of image i's nearest neighbors.
+    """
+    seed_everything(settings.seed)
+    model = ClusteringModel(backbone, settings.num_clusters, settings.num_heads).to(device)
+    if not settings.update_backbone:
+        model.backbone.requires_grad_(False)
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    if (state := checkpoint.load()) is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, start_epoch = state["history"], state["epoch"] + 1
+        logger.info("scan: resuming after epoch %d", start_epoch)
+    batch_size = min(settings.batch_size, len(images))
+    epochs = tqdm(range(start_epoch, settings.epochs), desc="scan", disable=not progress,
+                  initial=start_epoch, total=settings.epochs)
+    for epoch in epochs:
+        model.train()
+        if not settings.update_backbone:
+            model.backbone.eval()
+        generator = epoch_generator(settings.seed, epoch)
+        sums = torch.zeros(3)
+        steps = 0
+        for step, anchors in enumerate(index_batches(len(images), batch_size, generator, drop_last=True)):
+            partners = sample_neighbors(neighbors, anchors, generator)
+            pair = torch.cat([to_float(images[anchors]), to_float(images[partners])])
+            logits = model(strong_view(pair, augment, generator).to(device))
+            anchor_logits, neighbor_logits = logits.chunk(2, dim=1)
+            head_terms = [scan_loss(a, n, settings.entropy_weight) for a, n in zip(anchor_logits, neighbor_logits)]
+            loss = torch.stack([terms[0] for terms in head_terms]).sum()
+            check_finite(loss, "scan", epoch + 1, step + 1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sums += torch.tensor([[float(t) for t in terms] for terms in head_terms]).mean(dim=0)
+            steps += 1
+        total, consistency, entropy = (sums / steps).tolist()
+        record = {"epoch": epoch + 1, "loss": total, "consistency": consistency, "entropy": entropy}
+        history.append(record)
+        checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                         "history": history})
+        epochs.set_postfix(loss=f"{total:.3f}", entropy=f"{entropy:.3f}")
+        if on_epoch:
+            on_epoch(epoch + 1, record)
+    probabilities = predict_probabilities(model, images, augment, 512, device)
+    losses = head_losses(probabilities, neighbors, settings.entropy_weight)
+    model.keep_head(int(losses.argmin()))
+    return model, history, losses

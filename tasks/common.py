@@ -1,0 +1,128 @@
+"""How a stage becomes a cached Prefect task.
+
+A stage's cache key is built from its params, the content digests of its input artifacts
+and the digest of the code it runs. A cached result is only trusted while the stage's
+outputs on disk are still the ones that run produced: every run leaves a record of its key
+and output digests under ``.scan_cache/records``, and the flows refresh the cache whenever
+the record and the files disagree.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from prefect import task
+from prefect.context import TaskRunContext
+
+from scan_core.checkpoint import atomic_write_text
+from tasks.stages import STAGES, StageSpec
+
+CACHE_DIR = Path(".scan_cache")
+Digests = dict[str, str]
+
+
+def file_digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _files_under(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        return []
+    return sorted(
+        file for file in path.rglob("*")
+        if file.is_file() and not any(part.startswith(".") for part in file.relative_to(path).parts)
+    )
+
+
+def digest_paths(paths: tuple[str, ...] | list[str]) -> Digests:
+    """``{relative file path: sha256}`` of every file under ``paths``; missing paths give nothing."""
+    return {file.as_posix(): file_digest(file) for path in paths for file in _files_under(Path(path))}
+
+
+def combine(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@functools.cache
+def code_version(stage: str) -> str:
+    """Digest of the source files the stage runs (those dvc.yaml lists as its code deps)."""
+    root = Path(__file__).resolve().parent.parent
+    return combine(sorted(
+        (file.relative_to(root).as_posix(), file_digest(file))
+        for path in STAGES[stage].code
+        for file in _files_under(root / path)
+        if file.suffix == ".py"
+    ))
+
+
+def stage_key(stage: str, params: dict[str, Any], inputs: dict[str, Digests]) -> str:
+    return combine(stage, params, inputs, code_version(stage))
+
+
+def record_path(stage: str) -> Path:
+    return CACHE_DIR / "records" / f"{stage}.json"
+
+
+def outputs_intact(stage: str, key: str) -> bool:
+    """True when the last run of ``stage`` had this key and its outputs are unchanged on disk."""
+    path = record_path(stage)
+    if not path.exists():
+        return False
+    record = json.loads(path.read_text())
+    outputs = record.get("outputs") or {}
+    return record.get("key") == key and bool(outputs) and digest_paths(STAGES[stage].outputs) == outputs
+
+
+def current_outputs(stage: str) -> Digests:
+    """Digests of a finished stage's outputs, for a downstream stage run on its own."""
+    outputs = digest_paths(STAGES[stage].outputs)
+    if not outputs:
+        raise FileNotFoundError(
+            f"stage {stage!r} has no outputs in {', '.join(STAGES[stage].outputs)}; "
+            f"run it first (dvc repro {stage})"
+        )
+    return outputs
+
+
+def _cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    return stage_key(context.task.name, parameters["params"], parameters["inputs"])
+
+
+StageBody = Callable[[dict[str, Any], dict[str, Digests]], None]
+
+
+def stage_task(stage: str) -> Callable[[StageBody], Any]:
+    """Make a stage body (params, input digests) -> writes outputs into a cached Prefect task
+    that returns the digests of what it wrote."""
+    spec: StageSpec = STAGES[stage]
+
+    def decorate(body: StageBody):
+        @functools.wraps(body)
+        def run(params: dict[str, Any], inputs: dict[str, Digests]) -> Digests:
+            body(params, inputs)
+            outputs = digest_paths(spec.outputs)
+            record = {"key": stage_key(stage, params, inputs), "outputs": outputs}
+            atomic_write_text(record_path(stage), json.dumps(record, indent=1, sort_keys=True))
+            return outputs
+
+        return task(
+            run,
+            name=stage,
+            cache_key_fn=_cache_key,
+            persist_result=True,
+            retries=1,
+            retry_delay_seconds=5,
+            log_prints=True,
+        )
+
+    return decorate

@@ -1,0 +1,103 @@
+"""evaluate: score k-means, SCAN and self-labeling against labels (when known), draw the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import get_run_logger
+
+from scan_core.checkpoint import atomic_write_text
+from scan_core.evaluation import cluster_metrics, cluster_summary, confusion_matrix, kmeans_clusters
+from scan_core.predictions import probability_matrix
+from scan_core.report import (
+    markdown_report,
+    plot_cluster_sizes,
+    plot_confusion,
+    plot_prototypes,
+    plot_training_curves,
+    prototype_indices,
+)
+from tasks.common import stage_task
+from tasks.embed import EMBEDDINGS_FILE
+from tasks.prepared import load_prepared
+from tasks.scan import PREDICTIONS_FILE as SCAN_PREDICTIONS_FILE
+from tasks.scan import SCAN_DIR
+from tasks.selflabel import PREDICTIONS_FILE as SELFLABEL_PREDICTIONS_FILE
+from tasks.selflabel import SELFLABEL_DIR
+from tasks.stages import group
+
+METRICS_FILE = Path("metrics/evaluate.json")
+PLOTS_DIR = Path("plots")
+REPORT_DIR = Path("reports")
+
+
+def _rounded(values: dict) -> dict:
+    return {key: round(value, 6) if isinstance(value, float) else value for key, value in values.items()}
+
+
+@stage_task("evaluate")
+def evaluate(params: dict, inputs: dict) -> None:
+    settings = group(params, "evaluate")
+    prepared = load_prepared()
+    rows = prepared.eval_rows
+    tables = {name: pd.read_parquet(path).set_index("index").loc[prepared.manifest["index"].to_numpy()[rows]]
+              for name, path in (("scan", SCAN_PREDICTIONS_FILE), ("selflabel", SELFLABEL_PREDICTIONS_FILE))}
+    probabilities = {name: probability_matrix(table) for name, table in tables.items()}
+    num_clusters = probabilities["scan"].shape[1]
+    embeddings = np.load(EMBEDDINGS_FILE)[rows]
+    predictions = {"kmeans": kmeans_clusters(embeddings, num_clusters, settings["kmeans_seed"])}
+    predictions.update({name: probs.argmax(axis=1) for name, probs in probabilities.items()})
+
+    metrics: dict = {"split": prepared.info["eval_split"], "num_images": int(len(rows))}
+    notes = [f"{prepared.info['name']}, split {prepared.info['eval_split']}: {len(rows)} images, "
+             f"{num_clusters} clusters"]
+    labels = prepared.labels
+    if labels is not None:
+        labels = labels[rows]
+        for name, predicted in predictions.items():
+            metrics[name] = _rounded(cluster_metrics(labels, predicted, probabilities.get(name)))
+        if num_clusters > len(prepared.info["class_names"]):
+            notes.append("more clusters than classes: ACC maps each cluster to its majority class (many-to-one)")
+    else:
+        notes.append("no labels were found: the metrics report cluster sizes and confidence only")
+    for name, probs in probabilities.items():
+        summary = cluster_summary(predictions[name], probs.max(axis=1), num_clusters)
+        metrics.setdefault(name, {}).update(_rounded(summary))
+    for stage_dir, name in ((SCAN_DIR, "scan"), (SELFLABEL_DIR, "selflabel")):
+        warning = json.loads((stage_dir / "summary.json").read_text()).get("warning")
+        if warning:
+            metrics[name]["warning"] = warning
+            notes.append(f"{name}: {warning}")
+    atomic_write_text(METRICS_FILE, json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+
+    pictures = []
+    if labels is not None:
+        class_names = prepared.info["class_names"]
+        plot_confusion(confusion_matrix(labels, predictions["selflabel"], num_clusters), class_names,
+                       PLOTS_DIR / "confusion.png", "self-labeled model")
+        pictures.append("../plots/confusion.png")
+    plot_cluster_sizes({name: np.bincount(predictions[name], minlength=num_clusters) for name in predictions},
+                       PLOTS_DIR / "cluster_sizes.png")
+    scan_history = json.loads((SCAN_DIR / "summary.json").read_text())["history"]
+    selflabel_history = json.loads((SELFLABEL_DIR / "summary.json").read_text())["history"]
+    curves = {"scan loss": [record["loss"] for record in scan_history],
+              "scan entropy": [record["entropy"] for record in scan_history]}
+    if selflabel_history:
+        curves["selflabel confident images"] = [record["confident"] for record in selflabel_history]
+    plot_training_curves(curves, PLOTS_DIR / "training.png")
+    pictures += ["../plots/cluster_sizes.png", "../plots/training.png"]
+    if settings["prototypes"] > 0:
+        selflabel_probs = probabilities["selflabel"]
+        prototypes = prototype_indices(embeddings, predictions["selflabel"], selflabel_probs.max(axis=1),
+                                       settings["prototypes"], num_clusters)
+        plot_prototypes(prepared.images.numpy()[rows], prototypes, REPORT_DIR / "prototypes.png")
+        pictures.append("prototypes.png")
+    atomic_write_text(REPORT_DIR / "report.md", markdown_report("SCAN report", metrics, pictures, notes))
+    logger = get_run_logger()
+    for name in predictions:
+        if "acc" in metrics.get(name, {}):
+            logger.info("%-9s ACC %.4f  NMI %.4f  ARI %.4f", name, metrics[name]["acc"], metrics[name]["nmi"],
+                        metrics[name]["ari"])

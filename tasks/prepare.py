@@ -1,0 +1,78 @@
+"""prepare: read the data set once, store its images as one array and a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+from prefect import get_run_logger
+
+from scan_core.checkpoint import atomic_path, atomic_write_text
+from scan_core.data.image_set import ImageSet
+from scan_core.data.sources import concatenate, load_image_set
+from tasks.common import stage_task
+from tasks.prepared import DATASET_FILE, IMAGES_FILE, MANIFEST_FILE
+from tasks.stages import group
+
+
+def _manifest(image_set: ImageSet, in_train: np.ndarray, in_eval: np.ndarray) -> pd.DataFrame:
+    labels = image_set.labels if image_set.labels is not None else np.full(len(image_set), -1)
+    return pd.DataFrame(
+        {
+            "index": np.arange(len(image_set), dtype=np.int64),
+            "source": image_set.sources,
+            "label": labels.astype(np.int64),
+            "in_train": in_train,
+            "in_eval": in_eval,
+            "content_hash": [hashlib.sha256(image.tobytes()).hexdigest() for image in image_set.images],
+        }
+    )
+
+
+@stage_task("prepare")
+def prepare(params: dict, inputs: dict) -> None:
+    data = group(params, "data")
+    load = lambda split: load_image_set(  # noqa: E731
+        data["name"], split, data["root"], data["image_size"], data["subset_file"], data["on_bad_image"]
+    )
+    train_set = load(data["train_split"])
+    if data["eval_split"] == data["train_split"]:
+        image_set = train_set
+        in_train = in_eval = np.ones(len(train_set), dtype=bool)
+    else:
+        eval_set = load(data["eval_split"])
+        image_set = concatenate([train_set, eval_set], f"{data['train_split']}|{data['eval_split']}")
+        in_train = np.arange(len(image_set)) < len(train_set)
+        in_eval = ~in_train
+
+    train_pixels = image_set.images[in_train].astype(np.float64) / 255.0
+    info = {
+        "name": data["name"],
+        "train_split": data["train_split"],
+        "eval_split": data["eval_split"],
+        "num_images": len(image_set),
+        "num_train": int(in_train.sum()),
+        "num_eval": int(in_eval.sum()),
+        "image_size": image_set.image_size,
+        "channels": image_set.num_channels,
+        "has_labels": image_set.labels is not None,
+        "class_names": image_set.class_names,
+        "mean": train_pixels.mean(axis=(0, 1, 2)).round(6).tolist(),
+        "std": np.maximum(train_pixels.std(axis=(0, 1, 2)), 1e-3).round(6).tolist(),
+        "skipped": [{"source": source, "reason": reason} for source, reason in image_set.skipped],
+    }
+    with atomic_path(IMAGES_FILE) as temporary:
+        with open(temporary, "wb") as handle:
+            np.save(handle, image_set.images)
+    with atomic_path(MANIFEST_FILE) as temporary:
+        _manifest(image_set, in_train, in_eval).to_parquet(temporary, index=False)
+    atomic_write_text(DATASET_FILE, json.dumps(info, indent=1))
+    logger = get_run_logger()
+    logger.info("prepared %d images (%d train, %d eval) of %s, %dx%d, %d channel(s)",
+                len(image_set), info["num_train"], info["num_eval"], data["name"],
+                image_set.image_size, image_set.image_size, image_set.num_channels)
+    if image_set.skipped:
+        logger.warning("left out %d unreadable image(s): %s", len(image_set.skipped),
+                       ", ".join(source for source, _ in image_set.skipped))

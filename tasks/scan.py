@@ -1,0 +1,93 @@
+"""scan: cluster the training images with the SCAN loss, starting from the pretext backbone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from prefect import get_run_logger
+
+from scan_core.checkpoint import TrainingCheckpoint, atomic_path, atomic_write_text
+from scan_core.mining import neighbor_matrix
+from scan_core.model_files import load_contrastive_model, save_model
+from scan_core.predictions import predictions_table
+from scan_core.training.clustering import ScanSettings, collapse_report, train_scan
+from scan_core.training.common import predict_probabilities
+from tasks.common import stage_key, stage_task
+from tasks.mine import NEIGHBORS_FILE
+from tasks.prepared import Prepared, augment_settings, checkpoint_file, device, load_prepared
+from tasks.pretext import MODEL_FILE as PRETEXT_MODEL_FILE
+from tasks.stages import group
+
+SCAN_DIR = Path("artifacts/scan")
+MODEL_FILE = SCAN_DIR / "model.pt"
+PREDICTIONS_FILE = SCAN_DIR / "predictions.parquet"
+
+
+def training_neighbors(prepared: Prepared, num_neighbors: int) -> torch.Tensor:
+    """Neighbors as positions among the training rows (what the training loop indexes)."""
+    anchors, neighbors = neighbor_matrix(pd.read_parquet(NEIGHBORS_FILE), num_neighbors)
+    position = np.full(len(prepared.manifest), -1)
+    position[prepared.train_rows] = np.arange(len(prepared.train_rows))
+    ordered = np.empty_like(neighbors)
+    ordered[position[anchors]] = position[neighbors]
+    return torch.from_numpy(ordered)
+
+
+def write_predictions(path: Path, model: torch.nn.Module, prepared: Prepared, augment) -> np.ndarray:
+    probabilities = predict_probabilities(model, prepared.images, augment, 512, device())[0].numpy()
+    table = predictions_table(prepared.manifest["index"].to_numpy(), prepared.manifest["source"].tolist(),
+                              probabilities)
+    with atomic_path(path) as temporary:
+        table.to_parquet(temporary, index=False)
+    return probabilities
+
+
+def collapse_warning(report: dict, num_clusters: int) -> str | None:
+    if report["nonempty_clusters"] >= num_clusters and report["balance"] >= 0.5:
+        return None
+    return (
+        f"clusters collapsed: only {report['nonempty_clusters']} of {num_clusters} clusters are used "
+        f"(balance {report['balance']:.2f} of 1.0). Raise scan.entropy_weight, or overcluster "
+        f"(a larger scan.num_clusters)."
+    )
+
+
+@stage_task("scan")
+def scan(params: dict, inputs: dict) -> None:
+    logger = get_run_logger()
+    prepared = load_prepared()
+    settings = ScanSettings(**group(params, "scan"))
+    train_images = prepared.images[prepared.train_rows]
+    if settings.num_clusters > len(train_images):
+        raise ValueError(f"scan.num_clusters = {settings.num_clusters} is more than the "
+                         f"{len(train_images)} training images; valid: 2 to {len(train_images)}")
+    augment = augment_settings(prepared.info, group(params, "augment"))
+    checkpoint = TrainingCheckpoint(checkpoint_file("scan"), stage_key("scan", params, inputs))
+    pretext_model, pretext_description = load_contrastive_model(PRETEXT_MODEL_FILE)
+    model, history, head_losses = train_scan(
+        pretext_model.backbone,
+        train_images,
+        training_neighbors(prepared, settings.num_neighbors),
+        settings,
+        augment,
+        checkpoint,
+        device(),
+        on_epoch=lambda epoch, record: logger.info(
+            "scan epoch %d: loss %.4f (consistency %.4f, entropy %.4f)",
+            epoch, record["loss"], record["consistency"], record["entropy"]),
+    )
+    save_model(MODEL_FILE, model.cpu(), backbone=pretext_description["backbone"],
+               in_channels=prepared.info["channels"], num_clusters=settings.num_clusters)
+    probabilities = write_predictions(PREDICTIONS_FILE, model, prepared, augment)
+    report = collapse_report(torch.from_numpy(probabilities[prepared.train_rows]))
+    summary = {"head_losses": head_losses.tolist(), "best_head": int(head_losses.argmin()), **report,
+               "history": history}
+    if (warning := collapse_warning(report, settings.num_clusters)) is not None:
+        logger.warning(warning)
+        summary["warning"] = warning
+    atomic_write_text(SCAN_DIR / "summary.json", json.dumps(summary, indent=1))
+    checkpoint.discard()

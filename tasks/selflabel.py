@@ -1,0 +1,53 @@
+"""selflabel: fine-tune the clustering model on its own confident predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import get_run_logger
+
+from scan_core.checkpoint import TrainingCheckpoint, atomic_write_text
+from scan_core.model_files import load_clustering_model, save_model
+from scan_core.training.selflabel import SelflabelSettings, train_selflabel
+from tasks.common import stage_key, stage_task
+from tasks.prepared import augment_settings, checkpoint_file, device, load_prepared
+from tasks.scan import MODEL_FILE as SCAN_MODEL_FILE
+from tasks.scan import write_predictions
+from tasks.stages import group
+
+SELFLABEL_DIR = Path("artifacts/selflabel")
+MODEL_FILE = SELFLABEL_DIR / "model.pt"
+PREDICTIONS_FILE = SELFLABEL_DIR / "predictions.parquet"
+
+
+@stage_task("selflabel")
+def selflabel(params: dict, inputs: dict) -> None:
+    logger = get_run_logger()
+    prepared = load_prepared()
+    settings = SelflabelSettings(**group(params, "selflabel"))
+    augment = augment_settings(prepared.info, group(params, "augment"))
+    scan_model, description = load_clustering_model(SCAN_MODEL_FILE)
+    checkpoint = TrainingCheckpoint(checkpoint_file("selflabel"), stage_key("selflabel", params, inputs))
+    model, history = train_selflabel(
+        scan_model,
+        prepared.images[prepared.train_rows],
+        settings,
+        augment,
+        checkpoint,
+        device(),
+        on_epoch=lambda epoch, record: logger.info(
+            "selflabel epoch %d: loss %.4f, %d confident", epoch, record["loss"], record["confident"]),
+    )
+    summary: dict = {"history": history}
+    if not history:
+        summary["warning"] = (
+            f"no image was predicted with confidence above selflabel.threshold = {settings.threshold}; "
+            f"self-labeling was skipped and the clustering model is kept. Lower selflabel.threshold "
+            f"or train the scan stage longer."
+        )
+        logger.warning(summary["warning"])
+    save_model(MODEL_FILE, model.cpu(), **description)
+    write_predictions(PREDICTIONS_FILE, model, prepared, augment)
+    atomic_write_text(SELFLABEL_DIR / "summary.json", json.dumps(summary, indent=1))
+    checkpoint.discard()
