@@ -8,3 +8,5 @@ os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(Path(".scan_cach
 # A temporary API server starts with every flow run when PREFECT_API_URL is unset; on a
 # busy 2-core machine it can take longer than Prefect's default 20 s to come up.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# Telemetry writes race the temporary server's first database migration ("database is locked").
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
