@@ -119,7 +119,7 @@ def train_scan(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            sums += torch.tensor([[float(t) for t in terms] for terms in head_terms]).mean(dim=0)
+            sums += torch.tensor([[float(t.detach()) for t in terms] for terms in head_terms]).mean(dim=0)
             steps += 1
         total, consistency, entropy = (sums / steps).tolist()
         record = {"epoch": epoch + 1, "loss": total, "consistency": consistency, "entropy": entropy}

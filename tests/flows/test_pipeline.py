@@ -1,0 +1,88 @@
+"""The pipeline flow and its cache: unchanged stages come back Cached, changed ones rerun,
+and a cached result whose outputs were removed or altered is recomputed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import make_project, set_params
+
+UPSTREAM = ["prepare", "pretext", "embed", "mine"]
+DOWNSTREAM = ["scan", "selflabel", "evaluate"]
+
+
+@pytest.fixture(scope="module")
+def pipeline_project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str):
+    """One tiny project, run once; yields (project, first run's stage states)."""
+    from flows.pipeline import scan_pipeline
+
+    project = make_project(tmp_path_factory.mktemp("pipeline") / "project")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project)
+        yield project, scan_pipeline(), scan_pipeline
+
+
+def test_first_run_completes_every_stage(pipeline_project):
+    _, first, _ = pipeline_project
+    assert first == {stage: "Completed" for stage in UPSTREAM + DOWNSTREAM}
+
+
+def test_unchanged_second_run_is_cached_and_param_change_reruns_from_its_stage(pipeline_project):
+    project, _, scan_pipeline = pipeline_project
+    assert scan_pipeline() == {stage: "Cached" for stage in UPSTREAM + DOWNSTREAM}
+
+    set_params(project, {"scan": {"entropy_weight": 3.0}})
+    states = scan_pipeline()
+    assert {stage: states[stage] for stage in UPSTREAM} == {stage: "Cached" for stage in UPSTREAM}
+    assert {stage: states[stage] for stage in DOWNSTREAM} == {stage: "Completed" for stage in DOWNSTREAM}
+
+
+def test_cached_result_with_missing_or_changed_output_is_recomputed(pipeline_project):
+    project, _, scan_pipeline = pipeline_project
+    scan_pipeline()
+    (project / "artifacts/scan/model.pt").unlink()
+    states = scan_pipeline()
+    assert states["scan"] == "Completed" and states["mine"] == "Cached"
+    assert (project / "artifacts/scan/model.pt").exists()
+
+    neighbors_file = project / "artifacts/mine/neighbors.parquet"
+    neighbors_file.write_bytes(neighbors_file.read_bytes() + b"tampered")
+    states = scan_pipeline()
+    assert states["embed"] == "Cached" and states["mine"] == "Completed"
+    pd.read_parquet(neighbors_file)  # a whole, readable file again
+
+
+def test_stage_artifacts_have_the_documented_form(pipeline_project):
+    project, _, _ = pipeline_project
+    manifest = pd.read_parquet(project / "artifacts/prepare/manifest.parquet")
+    assert len(manifest) == 1797 and {"index", "source", "label", "in_train", "in_eval", "content_hash"} <= set(manifest)
+    images = np.load(project / "artifacts/prepare/images.npy")
+    assert images.shape == (1797, 8, 8, 1) and images.dtype == np.uint8
+
+    embeddings = np.load(project / "artifacts/embed/embeddings.npy")
+    assert embeddings.shape == (1797, 128)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+
+    neighbors = pd.read_parquet(project / "artifacts/mine/neighbors.parquet")
+    assert dict(neighbors.dtypes.astype(str)) == {"anchor": "int64", "rank": "int32", "neighbor": "int64",
+                                                   "similarity": "float32"}
+    assert len(neighbors) == 1797 * 10 and not (neighbors["anchor"] == neighbors["neighbor"]).any()
+    assert set(json.loads((project / "metrics/mine.json").read_text())["purity"]) == {"top1", "top5", "top10"}
+
+    predictions = pd.read_parquet(project / "artifacts/selflabel/predictions.parquet")
+    assert list(predictions.columns) == ["index", "source", "cluster", "confidence", "probs"]
+    assert len(predictions) == 1797 and len(predictions["probs"].iloc[0]) == 10
+
+    metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    for model in ("kmeans", "scan", "selflabel"):
+        assert {"acc", "nmi", "ari"} <= set(metrics[model])
+        assert 0.0 <= metrics[model]["acc"] <= 1.0
+    assert metrics["split"] == "all"
+    for picture in ("plots/confusion.png", "plots/cluster_sizes.png", "plots/training.png", "reports/prototypes.png"):
+        assert (project / picture).read_bytes()[:4] == b"\x89PNG"
+    assert "| selflabel |" in (project / "reports/report.md").read_text()

@@ -1,0 +1,174 @@
+"""Batched augmentations: shapes, seeding, Cutout, the strong pool and flipping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scan_core.augment import (
+    STRONG_OPS,
+    AugmentSettings,
+    apply_strong_op,
+    cutout,
+    normalize,
+    simclr_view,
+    strong_view,
+    to_float,
+    weak_view,
+)
+
+VIEWS = {"simclr": simclr_view, "weak": weak_view, "strong": strong_view}
+
+
+def _settings(channels: int, **overrides) -> AugmentSettings:
+    values = dict(mean=(0.5,) * channels, std=(0.25,) * channels, cutout_size=3)
+    values.update(overrides)
+    return AugmentSettings(**values)
+
+
+def _images(channels: int, size: int, count: int = 6, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(count, channels, size, size, generator=generator)
+
+
+def test_to_float_converts_stored_uint8_layout() -> None:
+    stored = torch.tensor([[[[0, 255, 51]]]], dtype=torch.uint8)  # [B=1, H=1, W=1, C=3]
+    images = to_float(stored)
+    assert images.shape == (1, 3, 1, 1) and images.dtype == torch.float32
+    torch.testing.assert_close(images.flatten(), torch.tensor([0.0, 1.0, 0.2]))
+
+
+@pytest.mark.parametrize("view", sorted(VIEWS))
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [8, 32])
+def test_views_keep_shape_and_dtype(view: str, channels: int, size: int) -> None:
+    images = _images(channels, size)
+    out = VIEWS[view](images, _settings(channels), torch.Generator().manual_seed(0))
+    assert out.shape == images.shape
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    assert not torch.equal(out, normalize(images, _settings(channels)))  # something was done
+
+
+@pytest.mark.parametrize("view", sorted(VIEWS))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_same_seed_same_views_other_seed_other_views(view: str, channels: int) -> None:
+    images = _images(channels, 16)
+    settings = _settings(channels)
+    first = VIEWS[view](images, settings, torch.Generator().manual_seed(7))
+    again = VIEWS[view](images, settings, torch.Generator().manual_seed(7))
+    other = VIEWS[view](images, settings, torch.Generator().manual_seed(8))
+    assert torch.equal(first, again)
+    assert not torch.allclose(first, other)
+
+
+def _hole_box(mask: torch.Tensor) -> tuple[int, int, int, int]:
+    rows = mask.any(dim=1).nonzero().flatten()
+    cols = mask.any(dim=0).nonzero().flatten()
+    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+
+
+@pytest.mark.parametrize("size", [3, 8])
+def test_cutout_zeroes_one_square_per_image(size: int) -> None:
+    images = torch.ones(64, 3, 32, 32)
+    out = cutout(images, size, torch.Generator().manual_seed(0))
+    full_squares = 0
+    for image in out:
+        holes = image == 0
+        assert torch.equal(holes[0], holes[1]) and torch.equal(holes[0], holes[2])  # all channels
+        assert torch.all((image == 0) | (image == 1))
+        top, bottom, left, right = _hole_box(holes[0])
+        assert holes[0].sum() == (bottom - top) * (right - left)  # a solid rectangle
+        assert bottom - top <= size and right - left <= size
+        if 0 < top and bottom < 32 and 0 < left and right < 32:
+            assert (bottom - top, right - left) == (size, size)
+            full_squares += 1
+    assert full_squares > 32
+
+
+def test_strong_view_cutout_size_zero_means_no_cutout() -> None:
+    images = torch.ones(16, 1, 16, 16)
+    settings = _settings(1, mean=(0.0,), std=(1.0,), cutout_size=0, strong_ops=0, hflip=False)
+    torch.testing.assert_close(strong_view(images, settings, torch.Generator().manual_seed(0)), images)
+    with_hole = strong_view(images, _settings(1, mean=(0.0,), std=(1.0,), cutout_size=4, strong_ops=0),
+                            torch.Generator().manual_seed(0))
+    assert ((with_hole == 0).flatten(1).sum(dim=1) > 0).all()
+
+
+@pytest.mark.parametrize("name", sorted(STRONG_OPS))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_strong_op_handles_per_image_magnitudes(name: str, channels: int) -> None:
+    low, high = STRONG_OPS[name]
+    images = 0.2 + 0.6 * _images(channels, 16, count=5)
+    magnitudes = torch.linspace(low, high, 5)
+    out = apply_strong_op(name, images, magnitudes)
+    assert out.shape == images.shape and out.dtype == torch.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    # Each image gets its own magnitude: the batch equals the op applied one by one.
+    for index in range(5):
+        alone = apply_strong_op(name, images[index : index + 1], magnitudes[index : index + 1])
+        torch.testing.assert_close(out[index : index + 1], alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(name for name, (low, high) in STRONG_OPS.items() if low != high))
+def test_strong_op_magnitude_matters(name: str) -> None:
+    low, high = STRONG_OPS[name]
+    image = 0.2 + 0.6 * _images(3, 16, count=1)
+    out = apply_strong_op(name, image.repeat(2, 1, 1, 1), torch.tensor([low, high]))
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_strong_ops_keep_extreme_inputs_in_range() -> None:
+    images = torch.stack([torch.zeros(3, 8, 8), torch.ones(3, 8, 8), _images(3, 8, count=1)[0]])
+    for name, (low, high) in STRONG_OPS.items():
+        for magnitude in (low, high):
+            out = apply_strong_op(name, images, torch.full((3,), magnitude))
+            assert out.min() >= 0.0 and out.max() <= 1.0, name
+            assert torch.isfinite(out).all(), name
+
+
+def test_identity_op_returns_input_and_unknown_op_raises() -> None:
+    images = _images(3, 8)
+    assert torch.equal(apply_strong_op("identity", images, torch.zeros(6)), images)
+    with pytest.raises(ValueError, match="unknown strong augmentation"):
+        apply_strong_op("invert", images, torch.zeros(6))
+
+
+def _ramps(count: int, size: int = 32) -> torch.Tensor:
+    """Grey images brightening from left (0.1) to right (0.5)."""
+    ramp = torch.linspace(0.1, 0.5, size).view(1, 1, 1, size)
+    return ramp.expand(count, 3, size, size).clone()
+
+
+def _mirrored(views: torch.Tensor) -> torch.Tensor:
+    quarter = views.shape[-1] // 4
+    return views[..., :quarter].mean(dim=(1, 2, 3)) > views[..., -quarter:].mean(dim=(1, 2, 3))
+
+
+IDENTITY_NORM = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize(
+    "view, extra",
+    [("weak", {}), ("simclr", {}), ("strong", {"strong_ops": 0, "cutout_size": 0})],
+)
+def test_hflip_false_never_mirrors_and_true_does(view: str, extra: dict) -> None:
+    images = _ramps(64)
+    never = VIEWS[view](images, AugmentSettings(**IDENTITY_NORM, hflip=False, **extra), torch.Generator().manual_seed(0))
+    sometimes = VIEWS[view](images, AugmentSettings(**IDENTITY_NORM, hflip=True, **extra), torch.Generator().manual_seed(0))
+    assert not _mirrored(never).any()
+    assert 10 < int(_mirrored(sometimes).sum()) < 54
+
+
+def test_weak_view_shifts_by_at_most_an_eighth() -> None:
+    # A bright 2x2 dot at the centre of a 32 px image moves by at most 4 px.
+    images = torch.zeros(64, 1, 32, 32)
+    images[:, :, 15:17, 15:17] = 1.0
+    settings = AugmentSettings(mean=(0.0,), std=(1.0,), hflip=False)
+    views = weak_view(images, settings, torch.Generator().manual_seed(0))
+    shifts = []
+    for view in views[:, 0]:
+        rows, cols = (view > 0.2).nonzero(as_tuple=True)
+        shifts.append(max(abs(rows.float().mean() - 15.5), abs(cols.float().mean() - 15.5)))
+    assert max(shifts) <= 4.5
+    assert max(shifts) > 2.0  # it does shift

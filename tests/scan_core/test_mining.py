@@ -1,0 +1,117 @@
+"""Nearest-neighbor mining against brute force, and the helpers reading its table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scan_core.mining import NEIGHBOR_COLUMNS, mine_neighbors, neighbor_matrix, neighbor_purity
+
+
+def _brute_force(embeddings: np.ndarray, topk: int) -> tuple[np.ndarray, np.ndarray]:
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    order = np.argsort(-similarity, axis=1)[:, :topk]
+    return order, np.take_along_axis(similarity, order, axis=1)
+
+
+def test_mine_neighbors_matches_brute_force_cosine_topk() -> None:
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(60, 8)) * rng.uniform(0.1, 10.0, size=(60, 1))  # cosine, not L2
+    topk = 5
+    table = mine_neighbors(embeddings, topk)
+    expected_neighbors, expected_similarity = _brute_force(embeddings, topk)
+    assert len(table) == 60 * topk
+    for anchor, rows in table.groupby("anchor"):
+        rows = rows.sort_values("rank")
+        assert rows["rank"].tolist() == list(range(1, topk + 1))
+        assert set(rows["neighbor"]) == set(expected_neighbors[anchor])
+        np.testing.assert_allclose(rows["similarity"], expected_similarity[anchor], atol=1e-5)
+        assert (np.diff(rows["similarity"].to_numpy()) <= 1e-6).all()  # rank 1 is the nearest
+
+
+def test_mine_neighbors_column_dtypes() -> None:
+    table = mine_neighbors(np.random.default_rng(1).normal(size=(10, 3)), 2)
+    assert list(table.columns) == ["anchor", "rank", "neighbor", "similarity"]
+    assert {column: str(dtype) for column, dtype in table.dtypes.items()} == {
+        "anchor": "int64", "rank": "int32", "neighbor": "int64", "similarity": "float32"
+    }
+    assert NEIGHBOR_COLUMNS == {"anchor": "int64", "rank": "int32", "neighbor": "int64", "similarity": "float32"}
+    assert sorted(table["rank"].unique()) == [1, 2]
+
+
+def test_image_is_never_its_own_neighbor() -> None:
+    table = mine_neighbors(np.random.default_rng(2).normal(size=(30, 4)), 29)
+    assert not (table["anchor"] == table["neighbor"]).any()
+    # With k = N - 1, every other image appears exactly once.
+    assert (table.groupby("anchor")["neighbor"].nunique() == 29).all()
+
+
+@pytest.mark.parametrize("topk", [1, 3, 5])
+def test_exact_duplicates_are_neighbors_but_never_self(topk: int) -> None:
+    base = np.random.default_rng(3).normal(size=(5, 4))
+    embeddings = np.repeat(base, 6, axis=0)  # rows 6g..6g+5 are identical copies
+    table = mine_neighbors(embeddings, topk)
+    assert not (table["anchor"] == table["neighbor"]).any()
+    assert (table.groupby("anchor").size() == topk).all()
+    assert (table["anchor"] // 6 == table["neighbor"] // 6).all()  # a copy is the nearest
+    assert (table.groupby("anchor")["neighbor"].nunique() == topk).all()
+    np.testing.assert_allclose(table["similarity"], 1.0, atol=1e-5)
+
+
+def test_ids_map_rows_to_image_indices() -> None:
+    rng = np.random.default_rng(4)
+    embeddings = rng.normal(size=(20, 5))
+    ids = np.arange(20) * 10 + 7
+    table = mine_neighbors(embeddings, 3, ids=ids)
+    plain = mine_neighbors(embeddings, 3)
+    assert set(table["anchor"]) == set(ids)
+    np.testing.assert_array_equal(table["anchor"], ids[plain["anchor"]])
+    np.testing.assert_array_equal(table["neighbor"], ids[plain["neighbor"]])
+    np.testing.assert_array_equal(table["similarity"], plain["similarity"])
+    assert table["anchor"].dtype == np.int64 and table["neighbor"].dtype == np.int64
+
+
+@pytest.mark.parametrize("topk", [0, -1, 10, 11])
+def test_topk_out_of_range_raises(topk: int) -> None:
+    with pytest.raises(ValueError, match="topk"):
+        mine_neighbors(np.random.default_rng(5).normal(size=(10, 3)), topk)
+
+
+def test_topk_of_all_other_images_is_allowed() -> None:
+    assert len(mine_neighbors(np.random.default_rng(5).normal(size=(10, 3)), 9)) == 90
+
+
+def _hand_table() -> pd.DataFrame:
+    # Anchors 10, 20, 30 with two ranked neighbors each, rows deliberately shuffled.
+    rows = [
+        (20, 2, 10, 0.5), (10, 1, 20, 0.9), (30, 1, 10, 0.7),
+        (10, 2, 30, 0.6), (20, 1, 30, 0.8), (30, 2, 20, 0.1),
+    ]
+    table = pd.DataFrame(rows, columns=["anchor", "rank", "neighbor", "similarity"])
+    return table.astype(NEIGHBOR_COLUMNS)
+
+
+def test_neighbor_matrix_orders_by_anchor_and_rank() -> None:
+    anchors, neighbors = neighbor_matrix(_hand_table(), 2)
+    np.testing.assert_array_equal(anchors, [10, 20, 30])
+    np.testing.assert_array_equal(neighbors, [[20, 30], [30, 10], [10, 20]])
+    anchors, neighbors = neighbor_matrix(_hand_table(), 1)
+    np.testing.assert_array_equal(anchors, [10, 20, 30])
+    np.testing.assert_array_equal(neighbors, [[20], [30], [10]])
+
+
+def test_neighbor_matrix_refuses_more_neighbors_than_mined() -> None:
+    with pytest.raises(ValueError, match="num_neighbors=3"):
+        neighbor_matrix(_hand_table(), 3)
+
+
+def test_neighbor_purity_by_hand() -> None:
+    labels = np.zeros(31, dtype=np.int64)
+    labels[[10, 20]] = 1  # 10 and 20 share a label, 30 does not
+    purity = neighbor_purity(_hand_table(), labels, [1, 2, 5])
+    # rank 1: 10->20 same, 20->30 diff, 30->10 diff -> 1/3
+    # ranks 1-2 add 10->30 diff, 20->10 same, 30->20 diff -> 2/6
+    assert purity == {1: pytest.approx(1 / 3), 2: pytest.approx(2 / 6)}
