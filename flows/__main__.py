@@ -18,19 +18,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="a stage name, or 'pipeline' for all stages in one flow")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     args = parser.parse_args(argv)
+
+    from tasks.common import USER_ERRORS
+
     try:
-        load_params(args.params)
-    except ParamsError as error:
+        load_params(args.params)  # fail fast, before a Prefect server is started
+        from flows.pipeline import scan_pipeline, scan_stage
+
+        if args.target == "pipeline":
+            states = scan_pipeline(params_file=args.params)
+            print(" ".join(f"{stage}={state}" for stage, state in states.items()))
+        else:
+            print(f"{args.target}: {scan_stage(stage=args.target, params_file=args.params)}")
+    except (ParamsError, *USER_ERRORS) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-
-    from flows.pipeline import scan_pipeline, scan_stage
-
-    if args.target == "pipeline":
-        states = scan_pipeline(params_file=args.params)
-        print(" ".join(f"{stage}={state}" for stage, state in states.items()))
-    else:
-        print(f"{args.target}: {scan_stage(stage=args.target, params_file=args.params)}")
     return 0
 
 

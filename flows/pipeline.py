@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 from prefect import flow, get_run_logger
 
-from scan_core.config import load_params
+from scan_core.config import Params, check_against_data, load_params
 from tasks import STAGE_TASKS
 from tasks.common import Digests, current_outputs, outputs_intact, stage_key
+from tasks.prepared import DATASET_FILE
 from tasks.stages import STAGES, stage_params
+
+
+def check_params_against_data(params: Params) -> None:
+    """Size-dependent limits (mine.topk, scan.num_clusters) once prepare has counted the images."""
+    check_against_data(params, json.loads(DATASET_FILE.read_text())["num_train"])
 
 
 def run_stage(stage: str, params_subset: dict, inputs: dict[str, Digests]) -> tuple[str, Digests]:
@@ -34,6 +40,8 @@ def scan_pipeline(params_file: str = "params.yaml", stop_after: str = "evaluate"
     for stage, spec in STAGES.items():
         inputs = {upstream: outputs[upstream] for upstream in spec.inputs}
         states[stage], outputs[stage] = run_stage(stage, stage_params(params, stage), inputs)
+        if stage == "prepare":
+            check_params_against_data(params)
         if stage == stop_after:
             break
     get_run_logger().info("stage states: %s", states)
@@ -45,9 +53,8 @@ def scan_stage(stage: str, params_file: str = "params.yaml") -> str:
     """Run a single stage against the outputs its upstream stages left on disk."""
     params = load_params(params_file)
     inputs = {upstream: current_outputs(upstream) for upstream in STAGES[stage].inputs}
+    if stage != "prepare":
+        check_params_against_data(params)
     state, _ = run_stage(stage, stage_params(params, stage), inputs)
     return state
 
-
-def project_root() -> Path:
-    return Path(__file__).resolve().parent.parent

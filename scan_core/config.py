@@ -153,3 +153,16 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     except yaml.YAMLError as error:
         raise ParamsError(f"{path} is not valid YAML: {error}") from None
     return validate_params(raw, str(path))
+
+
+def check_against_data(params: Params, num_train_images: int) -> None:
+    """The limits that depend on the data set's size, checked once its size is known."""
+    problems = []
+    if params.mine.topk >= num_train_images:
+        problems.append(f"mine.topk = {params.mine.topk} is invalid: it must be below the number of "
+                        f"training images ({num_train_images})")
+    if params.scan.num_clusters > num_train_images:
+        problems.append(f"scan.num_clusters = {params.scan.num_clusters} is invalid: there are only "
+                        f"{num_train_images} training images")
+    if problems:
+        raise ParamsError("params.yaml: " + "; ".join(problems))

@@ -15,10 +15,11 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from filelock import FileLock
 from prefect import task
 from prefect.context import TaskRunContext
 
-from scan_core.checkpoint import atomic_write_text
+from scan_core.checkpoint import UnsafeCheckpointError, atomic_write_text
 from tasks.stages import STAGES, StageSpec
 
 CACHE_DIR = Path(".scan_cache")
@@ -100,6 +101,13 @@ def _cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 
 StageBody = Callable[[dict[str, Any], dict[str, Digests]], None]
 
+# Errors that a retry cannot fix: bad params, bad or missing input, diverged training.
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, UnsafeCheckpointError)
+
+
+def _worth_retrying(task_: Any, task_run: Any, state: Any) -> bool:
+    return not isinstance(state.result(raise_on_failure=False), USER_ERRORS)
+
 
 def stage_task(stage: str) -> Callable[[StageBody], Any]:
     """Make a stage body (params, input digests) -> writes outputs into a cached Prefect task
@@ -109,10 +117,14 @@ def stage_task(stage: str) -> Callable[[StageBody], Any]:
     def decorate(body: StageBody):
         @functools.wraps(body)
         def run(params: dict[str, Any], inputs: dict[str, Digests]) -> Digests:
-            body(params, inputs)
-            outputs = digest_paths(spec.outputs)
-            record = {"key": stage_key(stage, params, inputs), "outputs": outputs}
-            atomic_write_text(record_path(stage), json.dumps(record, indent=1, sort_keys=True))
+            # One run of a stage at a time: two concurrent runs would mix their output files.
+            lock_file = CACHE_DIR / "locks" / f"{stage}.lock"
+            lock_file.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(lock_file):
+                body(params, inputs)
+                outputs = digest_paths(spec.outputs)
+                record = {"key": stage_key(stage, params, inputs), "outputs": outputs}
+                atomic_write_text(record_path(stage), json.dumps(record, indent=1, sort_keys=True))
             return outputs
 
         return task(
@@ -122,6 +134,7 @@ def stage_task(stage: str) -> Callable[[StageBody], Any]:
             persist_result=True,
             retries=1,
             retry_delay_seconds=5,
+            retry_condition_fn=_worth_retrying,
             log_prints=True,
         )
 

@@ -25,8 +25,6 @@ def mine(params: dict, inputs: dict) -> None:
     topk = group(params, "mine")["topk"]
     prepared = load_prepared()
     rows = prepared.train_rows
-    if topk >= len(rows):
-        raise ValueError(f"mine.topk = {topk} must be below the number of training images ({len(rows)})")
     embeddings = np.load(EMBEDDINGS_FILE)[rows]
     table = mine_neighbors(embeddings, topk, ids=prepared.manifest["index"].to_numpy()[rows])
     with atomic_path(NEIGHBORS_FILE) as temporary:

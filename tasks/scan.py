@@ -62,9 +62,6 @@ def scan(params: dict, inputs: dict) -> None:
     prepared = load_prepared()
     settings = ScanSettings(**group(params, "scan"))
     train_images = prepared.images[prepared.train_rows]
-    if settings.num_clusters > len(train_images):
-        raise ValueError(f"scan.num_clusters = {settings.num_clusters} is more than the "
-                         f"{len(train_images)} training images; valid: 2 to {len(train_images)}")
     augment = augment_settings(prepared.info, group(params, "augment"))
     checkpoint = TrainingCheckpoint(checkpoint_file("scan"), stage_key("scan", params, inputs))
     pretext_model, pretext_description = load_contrastive_model(PRETEXT_MODEL_FILE)
@@ -81,7 +78,8 @@ def scan(params: dict, inputs: dict) -> None:
             epoch, record["loss"], record["consistency"], record["entropy"]),
     )
     save_model(MODEL_FILE, model.cpu(), backbone=pretext_description["backbone"],
-               in_channels=prepared.info["channels"], num_clusters=settings.num_clusters)
+               in_channels=prepared.info["channels"], num_clusters=settings.num_clusters,
+               image_size=prepared.info["image_size"], mean=augment.mean, std=augment.std)
     probabilities = write_predictions(PREDICTIONS_FILE, model, prepared, augment)
     report = collapse_report(torch.from_numpy(probabilities[prepared.train_rows]))
     summary = {"head_losses": head_losses.tolist(), "best_head": int(head_losses.argmin()), **report,
