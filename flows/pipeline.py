@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 
 from scan_core.config import Params, check_against_data, load_params
 from tasks import STAGE_TASKS
-from tasks.common import Digests, current_outputs, outputs_intact, stage_key
+from tasks.common import Digests, current_outputs, outputs_intact, source_inputs, stage_key
 from tasks.prepared import DATASET_FILE
 from tasks.stages import STAGES, stage_params
 
@@ -38,8 +38,9 @@ def scan_pipeline(params_file: str = "params.yaml", stop_after: str = "evaluate"
     outputs: dict[str, Digests] = {}
     states: dict[str, str] = {}
     for stage, spec in STAGES.items():
-        inputs = {upstream: outputs[upstream] for upstream in spec.inputs}
-        states[stage], outputs[stage] = run_stage(stage, stage_params(params, stage), inputs)
+        subset = stage_params(params, stage)
+        inputs = {upstream: outputs[upstream] for upstream in spec.inputs} | source_inputs(stage, subset)
+        states[stage], outputs[stage] = run_stage(stage, subset, inputs)
         if stage == "prepare":
             check_params_against_data(params)
         if stage == stop_after:
@@ -52,9 +53,10 @@ def scan_pipeline(params_file: str = "params.yaml", stop_after: str = "evaluate"
 def scan_stage(stage: str, params_file: str = "params.yaml") -> str:
     """Run a single stage against the outputs its upstream stages left on disk."""
     params = load_params(params_file)
-    inputs = {upstream: current_outputs(upstream) for upstream in STAGES[stage].inputs}
     if stage != "prepare":
         check_params_against_data(params)
-    state, _ = run_stage(stage, stage_params(params, stage), inputs)
+    subset = stage_params(params, stage)
+    inputs = {upstream: current_outputs(upstream) for upstream in STAGES[stage].inputs}
+    state, _ = run_stage(stage, subset, inputs | source_inputs(stage, subset))
     return state
 

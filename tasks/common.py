@@ -95,6 +95,21 @@ def current_outputs(stage: str) -> Digests:
     return outputs
 
 
+def path_fingerprint(path: Path) -> Digests:
+    """Cheap identity of a data folder: every file's relative path, size and modification time."""
+    files = [path] if path.is_file() else sorted(file for file in path.rglob("*") if file.is_file())
+    listing = [(file.relative_to(path).as_posix() if file != path else file.name, file.stat().st_size,
+                file.stat().st_mtime_ns) for file in files]
+    return {path.as_posix(): combine(listing)}
+
+
+def source_inputs(stage: str, params: dict[str, Any]) -> dict[str, Digests]:
+    """Inputs that live outside the pipeline: the data folder read by ``prepare``."""
+    if stage != "prepare" or not Path(params["data.root"]).exists():
+        return {}
+    return {"data.root": path_fingerprint(Path(params["data.root"]))}
+
+
 def _cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return stage_key(context.task.name, parameters["params"], parameters["inputs"])
 

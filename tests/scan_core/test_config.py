@@ -1,0 +1,118 @@
+"""params.yaml validation: every problem named with its key, its value and what is valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scan_core.config import ParamsError, Params, known_keys, load_params, validate_params
+
+PROJECT_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+
+
+def _message(raw: dict) -> str:
+    with pytest.raises(ParamsError) as caught:
+        validate_params(raw)
+    return str(caught.value)
+
+
+def test_defaults_and_project_params_are_valid() -> None:
+    assert validate_params({}) == Params()
+    assert validate_params(None).scan.entropy_weight == 5.0
+    params = load_params(PROJECT_PARAMS)
+    assert params.data.name == "digits" and params.pretext.backbone == "small_cnn"
+
+
+def test_values_are_parsed_into_typed_groups() -> None:
+    params = validate_params({"scan": {"entropy_weight": 2, "num_clusters": 20}, "mine": {"topk": 30},
+                              "selflabel": {"threshold": 0.95}})
+    assert params.scan.entropy_weight == 2.0 and isinstance(params.scan.entropy_weight, float)
+    assert params.scan.num_clusters == 20 and params.selflabel.threshold == 0.95
+
+
+def test_unknown_key_suggests_the_close_one() -> None:
+    message = _message({"scan": {"entropy_wieght": 5.0}})
+    assert "unknown key scan.entropy_wieght" in message
+    assert "did you mean scan.entropy_weight?" in message
+
+
+def test_unknown_key_without_close_match_lists_the_group() -> None:
+    message = _message({"mine": {"zzz": 1}})
+    assert "unknown key mine.zzz" in message
+    assert "mine.topk" in message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: config._describe matches a mistyped top-level group (e.g. 'scna') only against "
+    "leaf keys ('scan.epochs', ...), so no suggestion is found and the fallback lists the keys "
+    "of group 'scna', which is empty: the message ends 'known keys of this group: ' and names "
+    "nothing valid",
+)
+def test_unknown_group_names_what_is_valid() -> None:
+    message = _message({"scna": {"epochs": 3}})
+    assert "unknown key scna" in message
+    assert "scan" in message.split("unknown key scna", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "raw, key, value",
+    [
+        ({"scan": {"entropy_weight": -1.5}}, "scan.entropy_weight", "-1.5"),
+        ({"selflabel": {"threshold": 1.0}}, "selflabel.threshold", "1.0"),
+        ({"selflabel": {"threshold": 0}}, "selflabel.threshold", "0"),
+        ({"selflabel": {"threshold": 1.2}}, "selflabel.threshold", "1.2"),
+        ({"scan": {"num_clusters": 1}}, "scan.num_clusters", "1"),
+        ({"pretext": {"batch_size": 0}}, "pretext.batch_size", "0"),
+        ({"scan": {"batch_size": 0}}, "scan.batch_size", "0"),
+        ({"embed": {"batch_size": 0}}, "embed.batch_size", "0"),
+        ({"selflabel": {"batch_size": 0}}, "selflabel.batch_size", "0"),
+        ({"scan": {"epochs": "ten"}}, "scan.epochs", "'ten'"),
+        ({"scan": {"epochs": 2.5}}, "scan.epochs", "2.5"),
+        ({"augment": {"hflip": "maybe"}}, "augment.hflip", "'maybe'"),
+        ({"pretext": {"backbone": "vgg16"}}, "pretext.backbone", "'vgg16'"),
+    ],
+)
+def test_invalid_value_message_names_key_and_value(raw: dict, key: str, value: str) -> None:
+    message = _message(raw)
+    assert message.startswith("params.yaml: ")
+    assert f"{key} = {value} is invalid" in message
+
+
+def test_out_of_range_messages_say_what_is_valid() -> None:
+    assert "greater than or equal to 0" in _message({"scan": {"entropy_weight": -1}})
+    assert "less than 1" in _message({"selflabel": {"threshold": 1.0}})
+    assert "greater than 0" in _message({"selflabel": {"threshold": 0.0}})
+    assert "greater than or equal to 2" in _message({"scan": {"num_clusters": 1}})
+    assert "small_cnn" in _message({"pretext": {"backbone": "vgg16"}})
+
+
+def test_more_neighbors_than_mined_is_refused() -> None:
+    message = _message({"scan": {"num_neighbors": 30}, "mine": {"topk": 5}})
+    assert "scan.num_neighbors = 30" in message
+    assert "mine.topk = 5" in message
+    assert validate_params({"scan": {"num_neighbors": 5}, "mine": {"topk": 5}}).scan.num_neighbors == 5
+
+
+def test_every_problem_is_listed() -> None:
+    message = _message({"scan": {"num_clusters": 1, "entropy_weight": -1}, "pretext": {"batch_size": 0}})
+    for key in ("scan.num_clusters", "scan.entropy_weight", "pretext.batch_size"):
+        assert key in message
+
+
+def test_load_params_reports_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "absent.yaml")
+    broken = tmp_path / "params.yaml"
+    broken.write_text("scan: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(broken)
+    broken.write_text("scan:\n  num_clusters: 1\n")
+    with pytest.raises(ParamsError, match=r"params\.yaml: scan\.num_clusters = 1 is invalid"):
+        load_params(broken)
+
+
+def test_known_keys_are_dotted_leaves() -> None:
+    keys = known_keys()
+    assert "scan.entropy_weight" in keys and "selflabel.threshold" in keys and "mine.topk" in keys

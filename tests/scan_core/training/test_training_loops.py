@@ -1,0 +1,282 @@
+"""The three training loops on a tiny data set: histories, determinism and resuming.
+
+40 images of 8x8 px, one channel, small_cnn, batch 16: each run takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from scan_core.augment import AugmentSettings
+from scan_core.checkpoint import TrainingCheckpoint
+from scan_core.models import ClusteringModel, build_backbone
+from scan_core.training.clustering import ScanSettings, head_losses, train_scan
+from scan_core.training.common import predict_probabilities
+from scan_core.training.pretext import PretextSettings, train_pretext
+from scan_core.training.selflabel import SelflabelSettings, count_confident, train_selflabel
+
+CPU = torch.device("cpu")
+AUGMENT = AugmentSettings(mean=(0.5,), std=(0.25,), hflip=False, crop_min_scale=0.6, cutout_size=3)
+PRETEXT = PretextSettings(backbone="small_cnn", epochs=2, batch_size=16, lr=0.05, temperature=0.5,
+                          projection_dim=16, seed=0)
+SCAN = ScanSettings(num_clusters=4, num_heads=2, num_neighbors=3, entropy_weight=2.0, epochs=2,
+                    batch_size=16, lr=1e-3, seed=0)
+SELFLABEL = SelflabelSettings(threshold=0.5, epochs=2, batch_size=16, lr=1e-3, seed=0)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _interrupt_after(epoch: int):
+    def on_epoch(done: int, record: dict) -> None:
+        if done == epoch:
+            raise Interrupted(f"killed after epoch {done}")
+    return on_epoch
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    """Four blocky patterns plus noise, stored as uint8 [N, H, W, C]."""
+    generator = torch.Generator().manual_seed(0)
+    patterns = torch.zeros(4, 8, 8)
+    patterns[0, :4] = 1.0
+    patterns[1, :, :4] = 1.0
+    patterns[2, 2:6, 2:6] = 1.0
+    patterns[3, ::2] = 1.0
+    noisy = 0.7 * patterns[torch.arange(40) % 4] + 0.3 * torch.rand(40, 8, 8, generator=generator)
+    return (noisy * 255).round().to(torch.uint8).unsqueeze(-1)
+
+
+@pytest.fixture(scope="module")
+def neighbors(images: torch.Tensor) -> torch.Tensor:
+    """Three neighbors per image: the next images of the same pattern (row indices)."""
+    rows = torch.arange(40)
+    return torch.stack([(rows + 4 * step) % 40 for step in (1, 2, 3)], dim=1)
+
+
+def _backbone() -> torch.nn.Module:
+    torch.manual_seed(123)
+    return build_backbone("small_cnn", 1)
+
+
+def _cluster_model(num_clusters: int = 3) -> ClusteringModel:
+    torch.manual_seed(321)
+    return ClusteringModel(build_backbone("small_cnn", 1), num_clusters, 1)
+
+
+def _states_equal(first: torch.nn.Module, second: torch.nn.Module) -> bool:
+    a, b = first.state_dict(), second.state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+def _no_checkpoint() -> TrainingCheckpoint:
+    return TrainingCheckpoint(None, "unused")
+
+
+# ---------------------------------------------------------------- pretext
+
+
+@pytest.fixture(scope="module")
+def pretext_runs(images: torch.Tensor) -> dict:
+    three = PretextSettings(**{**PRETEXT.__dict__, "epochs": 3})
+    return {
+        "first": train_pretext(images, three, AUGMENT, _no_checkpoint(), CPU, progress=False),
+        "second": train_pretext(images, three, AUGMENT, _no_checkpoint(), CPU, progress=False),
+        "settings": three,
+    }
+
+
+def test_pretext_history_has_one_finite_record_per_epoch(pretext_runs: dict) -> None:
+    model, history = pretext_runs["first"]
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+    assert all(torch.isfinite(torch.tensor(record["loss"])) and record["loss"] > 0 for record in history)
+    with torch.no_grad():  # on a copy: a forward pass in train mode would move BatchNorm statistics
+        assert copy.deepcopy(model).eval()(torch.rand(2, 1, 8, 8)).shape == (2, 16)
+
+
+def test_pretext_is_deterministic(pretext_runs: dict) -> None:
+    (model_a, history_a), (model_b, history_b) = pretext_runs["first"], pretext_runs["second"]
+    assert history_a == history_b
+    assert _states_equal(model_a, model_b)
+
+
+def test_pretext_resumes_after_interruption(images: torch.Tensor, pretext_runs: dict, tmp_path: Path) -> None:
+    settings = pretext_runs["settings"]
+    checkpoint = TrainingCheckpoint(tmp_path / "pretext.pt", "pretext-key")
+    with pytest.raises(Interrupted):
+        train_pretext(images, settings, AUGMENT, checkpoint, CPU, on_epoch=_interrupt_after(2), progress=False)
+    epochs_run = []
+    model, history = train_pretext(images, settings, AUGMENT, checkpoint, CPU,
+                                   on_epoch=lambda epoch, record: epochs_run.append(epoch), progress=False)
+    assert epochs_run == [3]  # only the missing epoch was trained
+    reference_model, reference_history = pretext_runs["first"]
+    assert history == reference_history
+    assert _states_equal(model, reference_model)
+
+
+def test_pretext_two_epoch_checkpoint_extends_to_three(images: torch.Tensor, tmp_path: Path) -> None:
+    checkpoint = TrainingCheckpoint(tmp_path / "pretext.pt", "same-key")
+    _, two = train_pretext(images, PRETEXT, AUGMENT, checkpoint, CPU, progress=False)
+    three = PretextSettings(**{**PRETEXT.__dict__, "epochs": 3})
+    _, history = train_pretext(images, three, AUGMENT, checkpoint, CPU, progress=False)
+    assert len(history) == 3
+    assert history[:2] == two
+    # (The final weights differ from an uninterrupted 3-epoch run by design: the cosine
+    # learning-rate schedule depends on the epoch count, which is part of the pipeline's
+    # checkpoint key, so the pipeline never resumes across such a change.)
+
+
+# ---------------------------------------------------------------- scan
+
+
+def _scan(images, neighbors, settings=SCAN, checkpoint=None, on_epoch=None):
+    return train_scan(_backbone(), images, neighbors, settings, AUGMENT, checkpoint or _no_checkpoint(), CPU,
+                      on_epoch=on_epoch, progress=False)
+
+
+@pytest.fixture(scope="module")
+def scan_runs(images: torch.Tensor, neighbors: torch.Tensor) -> dict:
+    three = ScanSettings(**{**SCAN.__dict__, "epochs": 3})
+    return {"first": _scan(images, neighbors, three), "second": _scan(images, neighbors, three), "settings": three}
+
+
+def test_scan_history_and_head_selection(images: torch.Tensor, neighbors: torch.Tensor, scan_runs: dict) -> None:
+    model, history, losses = scan_runs["first"]
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+    for record in history:
+        assert record["loss"] == pytest.approx(record["consistency"] - SCAN.entropy_weight * record["entropy"],
+                                               abs=1e-5)
+    assert losses.shape == (2,)
+    assert len(model.heads) == 1
+    # The kept head is the one with the lowest label-free SCAN loss.
+    probabilities = predict_probabilities(model, images, AUGMENT, 512, CPU)
+    kept = head_losses(probabilities, neighbors, SCAN.entropy_weight)
+    assert kept.item() == pytest.approx(losses.min().item(), abs=1e-6)
+    assert losses.max() > losses.min()
+
+
+def test_scan_is_deterministic(scan_runs: dict) -> None:
+    (model_a, history_a, losses_a), (model_b, history_b, losses_b) = scan_runs["first"], scan_runs["second"]
+    assert history_a == history_b
+    assert torch.equal(losses_a, losses_b)
+    assert _states_equal(model_a, model_b)
+
+
+def test_scan_resumes_after_interruption(images, neighbors, scan_runs: dict, tmp_path: Path) -> None:
+    settings = scan_runs["settings"]
+    checkpoint = TrainingCheckpoint(tmp_path / "scan.pt", "scan-key")
+    with pytest.raises(Interrupted):
+        _scan(images, neighbors, settings, checkpoint, _interrupt_after(2))
+    model, history, losses = _scan(images, neighbors, settings, checkpoint)
+    reference_model, reference_history, reference_losses = scan_runs["first"]
+    assert history == reference_history
+    assert torch.equal(losses, reference_losses)
+    assert _states_equal(model, reference_model)
+
+
+def test_scan_two_epoch_checkpoint_extends_to_three(images, neighbors, scan_runs: dict, tmp_path: Path) -> None:
+    checkpoint = TrainingCheckpoint(tmp_path / "scan.pt", "same-key")
+    _, two, _ = _scan(images, neighbors, SCAN, checkpoint)
+    model, history, _ = _scan(images, neighbors, scan_runs["settings"], checkpoint)
+    reference_model, reference_history, _ = scan_runs["first"]
+    assert len(two) == 2 and len(history) == 3
+    assert history[:2] == two
+    assert history == reference_history
+    assert _states_equal(model, reference_model)
+
+
+def test_scan_ignores_checkpoint_of_other_key(images, neighbors, scan_runs: dict, tmp_path: Path) -> None:
+    path = tmp_path / "scan.pt"
+    _scan(images, neighbors, SCAN, TrainingCheckpoint(path, "old-params"))
+    model, history, _ = _scan(images, neighbors, scan_runs["settings"], TrainingCheckpoint(path, "new-params"))
+    reference_model, reference_history, _ = scan_runs["first"]
+    assert history == reference_history
+    assert _states_equal(model, reference_model)
+
+
+def test_scan_frozen_backbone_stays_unchanged(images, neighbors) -> None:
+    backbone = _backbone()
+    before = copy.deepcopy(backbone.state_dict())
+    settings = ScanSettings(**{**SCAN.__dict__, "epochs": 1, "update_backbone": False})
+    model, _, _ = train_scan(backbone, images, neighbors, settings, AUGMENT, _no_checkpoint(), CPU, progress=False)
+    after = model.backbone.state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)
+    trained, _, _ = _scan(images, neighbors, settings.__class__(**{**settings.__dict__, "update_backbone": True}))
+    assert not all(torch.equal(before[key], trained.backbone.state_dict()[key]) for key in before)
+
+
+# ---------------------------------------------------------------- selflabel
+
+
+def _threshold_for(model: ClusteringModel, images: torch.Tensor) -> float:
+    """The median initial confidence: about half the images start above it."""
+    confidence = predict_probabilities(model, images, AUGMENT, 512, CPU)[0].max(dim=1).values
+    return float(confidence.median())
+
+
+def _selflabel(images, settings, checkpoint=None, on_epoch=None):
+    return train_selflabel(_cluster_model(), images, settings, AUGMENT, checkpoint or _no_checkpoint(), CPU,
+                           on_epoch=on_epoch, progress=False)
+
+
+@pytest.fixture(scope="module")
+def selflabel_runs(images: torch.Tensor) -> dict:
+    threshold = _threshold_for(_cluster_model(), images)
+    three = SelflabelSettings(**{**SELFLABEL.__dict__, "epochs": 3, "threshold": threshold})
+    return {"first": _selflabel(images, three), "second": _selflabel(images, three), "settings": three}
+
+
+def test_selflabel_history_and_best_epoch(images: torch.Tensor, selflabel_runs: dict) -> None:
+    settings = selflabel_runs["settings"]
+    model, history = selflabel_runs["first"]
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+    assert all(torch.isfinite(torch.tensor(record["loss"])) for record in history)
+    initial = count_confident(_cluster_model(), images, AUGMENT, settings.threshold, CPU)
+    assert 0 < initial < len(images)
+    # The weights kept are those of the epoch with the most confident images.
+    best = max([initial] + [record["confident"] for record in history])
+    assert count_confident(model, images, AUGMENT, settings.threshold, CPU) == best
+
+
+def test_selflabel_is_deterministic(selflabel_runs: dict) -> None:
+    (model_a, history_a), (model_b, history_b) = selflabel_runs["first"], selflabel_runs["second"]
+    assert history_a == history_b
+    assert _states_equal(model_a, model_b)
+
+
+def test_selflabel_resumes_after_interruption(images, selflabel_runs: dict, tmp_path: Path) -> None:
+    settings = selflabel_runs["settings"]
+    checkpoint = TrainingCheckpoint(tmp_path / "selflabel.pt", "selflabel-key")
+    with pytest.raises(Interrupted):
+        _selflabel(images, settings, checkpoint, _interrupt_after(2))
+    model, history = _selflabel(images, settings, checkpoint)
+    reference_model, reference_history = selflabel_runs["first"]
+    assert history == reference_history
+    assert _states_equal(model, reference_model)
+
+
+def test_selflabel_two_epoch_checkpoint_extends_to_three(images, selflabel_runs: dict, tmp_path: Path) -> None:
+    three = selflabel_runs["settings"]
+    two_epochs = SelflabelSettings(**{**three.__dict__, "epochs": 2})
+    checkpoint = TrainingCheckpoint(tmp_path / "selflabel.pt", "same-key")
+    _, two = _selflabel(images, two_epochs, checkpoint)
+    model, history = _selflabel(images, three, checkpoint)
+    reference_model, reference_history = selflabel_runs["first"]
+    assert len(two) == 2 and history[:2] == two
+    assert history == reference_history
+    assert _states_equal(model, reference_model)
+
+
+def test_selflabel_without_confident_images_returns_model_unchanged(images: torch.Tensor) -> None:
+    model = _cluster_model(num_clusters=10)
+    before = copy.deepcopy(model.state_dict())
+    settings = SelflabelSettings(**{**SELFLABEL.__dict__, "threshold": 0.999999})
+    returned, history = train_selflabel(model, images, settings, AUGMENT, _no_checkpoint(), CPU, progress=False)
+    assert history == []
+    after = returned.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[key], after[key]) for key in before)
