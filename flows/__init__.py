@@ -1,5 +1,6 @@
 """Prefect flows: the whole SCAN pipeline, and one stage at a time (what dvc.yaml calls)."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,3 +11,6 @@ os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(Path(".scan_cach
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # Telemetry writes race the temporary server's first database migration ("database is locked").
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# scan_core logs (resumes, warnings) go to the terminal and to the Prefect UI with the task's logs.
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "scan_core")
+logging.getLogger("scan_core").setLevel(logging.INFO)

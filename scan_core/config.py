@@ -125,11 +125,15 @@ def known_keys(model: type[BaseModel] = Params, prefix: str = "") -> list[str]:
 def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
-        guesses = difflib.get_close_matches(key, known_keys(), n=1, cutoff=0.6)
-        hint = f"; did you mean {guesses[0]}?" if guesses else f"; known keys of this group: " + ", ".join(
-            known for known in known_keys() if known.rsplit(".", 1)[0] == key.rsplit(".", 1)[0]
-        )
-        return f"unknown key {key}{hint}"
+        group, _, name = key.rpartition(".")
+        # A mistyped group is compared with group names, a mistyped key with its group's keys.
+        candidates = [known.rpartition(".")[2] for known in known_keys() if known.rpartition(".")[0] == group] \
+            if group else list(Params.model_fields)
+        guesses = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+        prefix = f"{group}." if group else ""
+        hint = f"did you mean {prefix}{guesses[0]}?" if guesses else \
+            "valid: " + ", ".join(prefix + candidate for candidate in candidates)
+        return f"unknown key {key}; {hint}"
     if not error["loc"]:
         return str(error["msg"]).removeprefix("Value error, ")
     return f"{key} = {error.get('input')!r} is invalid: {error['msg'].removeprefix('Value error, ')}"

@@ -65,8 +65,8 @@ def confidence_ce(
     weight = None
     if class_balance:
         num_classes = strong_logits.shape[1]
-        per_class = torch.bincount(targets, minlength=num_classes).float()
-        weight = torch.zeros(num_classes, device=strong_logits.device)
+        per_class = torch.bincount(targets, minlength=num_classes).to(strong_logits.dtype)
+        weight = torch.zeros(num_classes, device=strong_logits.device, dtype=strong_logits.dtype)
         present = per_class > 0
         weight[present] = count / per_class[present]
     return F.cross_entropy(strong_logits[confident], targets, weight=weight), count

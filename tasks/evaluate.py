@@ -54,6 +54,10 @@ def evaluate(params: dict, inputs: dict) -> None:
     metrics: dict = {"split": prepared.info["eval_split"], "num_images": int(len(rows))}
     notes = [f"{prepared.info['name']}, split {prepared.info['eval_split']}: {len(rows)} images, "
              f"{num_clusters} clusters"]
+    if skipped := prepared.info["skipped"]:
+        metrics["skipped_images"] = len(skipped)
+        notes.append(f"{len(skipped)} unreadable image(s) left out (data.on_bad_image: skip): " +
+                     ", ".join(f"{item['source']} ({item['reason']})" for item in skipped))
     labels = prepared.labels
     if labels is not None:
         labels = labels[rows]

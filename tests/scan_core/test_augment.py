@@ -127,6 +127,16 @@ def test_strong_ops_keep_extreme_inputs_in_range() -> None:
             assert torch.isfinite(out).all(), name
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_simclr_view_colours_stay_in_range_before_normalising(channels: int) -> None:
+    # Brightness/contrast factors up to 1 + jitter_strength must not push pixels past 1.
+    images = _images(channels, 16, count=32)
+    settings = AugmentSettings(mean=(0.0,) * channels, std=(1.0,) * channels, jitter_strength=1.0)
+    views = simclr_view(images, settings, torch.Generator().manual_seed(0))
+    assert views.min() >= 0.0 and views.max() <= 1.0
+    assert (views == 1.0).any()  # bright pixels were brightened up to the clamp
+
+
 def test_identity_op_returns_input_and_unknown_op_raises() -> None:
     images = _images(3, 8)
     assert torch.equal(apply_strong_op("identity", images, torch.zeros(6)), images)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scan_core.config import ParamsError, Params, known_keys, load_params, validate_params
+from scan_core.config import ParamsError, Params, check_against_data, known_keys, load_params, validate_params
 
 PROJECT_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
@@ -43,13 +43,6 @@ def test_unknown_key_without_close_match_lists_the_group() -> None:
     assert "mine.topk" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: config._describe matches a mistyped top-level group (e.g. 'scna') only against "
-    "leaf keys ('scan.epochs', ...), so no suggestion is found and the fallback lists the keys "
-    "of group 'scna', which is empty: the message ends 'known keys of this group: ' and names "
-    "nothing valid",
-)
 def test_unknown_group_names_what_is_valid() -> None:
     message = _message({"scna": {"epochs": 3}})
     assert "unknown key scna" in message
@@ -116,3 +109,13 @@ def test_load_params_reports_missing_and_malformed_files(tmp_path: Path) -> None
 def test_known_keys_are_dotted_leaves() -> None:
     keys = known_keys()
     assert "scan.entropy_weight" in keys and "selflabel.threshold" in keys and "mine.topk" in keys
+
+
+def test_size_dependent_limits_name_key_value_and_image_count() -> None:
+    params = validate_params({"mine": {"topk": 20}, "scan": {"num_neighbors": 5, "num_clusters": 10}})
+    check_against_data(params, 21)  # topk 20 < 21 images, 10 clusters <= 21
+    with pytest.raises(ParamsError, match=r"mine\.topk = 20 is invalid: .*\(20\)"):
+        check_against_data(params, 20)
+    with pytest.raises(ParamsError) as caught:
+        check_against_data(params, 8)
+    assert "mine.topk = 20" in str(caught.value) and "scan.num_clusters = 10" in str(caught.value)

@@ -111,6 +111,13 @@ def test_confusion_matrix_rows_sum_to_one_and_follow_matching() -> None:
     np.testing.assert_allclose(matrix, expected)
 
 
+def test_confusion_matrix_normalises_rows_of_unequal_classes() -> None:
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    predictions = np.array([0, 0, 0, 1, 1, 0])  # cluster 0 -> class 0, cluster 1 -> class 1
+    matrix = confusion_matrix(labels, predictions, 2)
+    np.testing.assert_allclose(matrix, [[3 / 4, 1 / 4], [1 / 2, 1 / 2]])
+
+
 def test_confusion_matrix_of_permutation_is_identity() -> None:
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 4, size=50)

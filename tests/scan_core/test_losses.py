@@ -190,12 +190,6 @@ def test_confidence_ce_does_not_backpropagate_into_weak_view() -> None:
     assert strong.grad.abs().sum() > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: confidence_ce builds the class-balance weight as float32 whatever the logits' dtype, "
-    "so class_balance=True crashes (RuntimeError: expected scalar type Double/Half but found Float) "
-    "for float64 logits or float16/bfloat16 logits under mixed precision",
-)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 def test_confidence_ce_class_balanced_follows_logit_dtype(dtype: torch.dtype) -> None:
     loss, count = confidence_ce(WEAK, STRONG.to(dtype), threshold=0.9, class_balance=True)

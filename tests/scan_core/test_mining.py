@@ -87,8 +87,8 @@ def test_topk_of_all_other_images_is_allowed() -> None:
 def _hand_table() -> pd.DataFrame:
     # Anchors 10, 20, 30 with two ranked neighbors each, rows deliberately shuffled.
     rows = [
-        (20, 2, 10, 0.5), (10, 1, 20, 0.9), (30, 1, 10, 0.7),
-        (10, 2, 30, 0.6), (20, 1, 30, 0.8), (30, 2, 20, 0.1),
+        (20, 2, 30, 0.5), (10, 1, 20, 0.9), (30, 1, 20, 0.7),
+        (10, 2, 30, 0.6), (20, 1, 10, 0.8), (30, 2, 10, 0.1),
     ]
     table = pd.DataFrame(rows, columns=["anchor", "rank", "neighbor", "similarity"])
     return table.astype(NEIGHBOR_COLUMNS)
@@ -97,10 +97,10 @@ def _hand_table() -> pd.DataFrame:
 def test_neighbor_matrix_orders_by_anchor_and_rank() -> None:
     anchors, neighbors = neighbor_matrix(_hand_table(), 2)
     np.testing.assert_array_equal(anchors, [10, 20, 30])
-    np.testing.assert_array_equal(neighbors, [[20, 30], [30, 10], [10, 20]])
+    np.testing.assert_array_equal(neighbors, [[20, 30], [10, 30], [20, 10]])
     anchors, neighbors = neighbor_matrix(_hand_table(), 1)
     np.testing.assert_array_equal(anchors, [10, 20, 30])
-    np.testing.assert_array_equal(neighbors, [[20], [30], [10]])
+    np.testing.assert_array_equal(neighbors, [[20], [10], [20]])
 
 
 def test_neighbor_matrix_refuses_more_neighbors_than_mined() -> None:
@@ -112,6 +112,6 @@ def test_neighbor_purity_by_hand() -> None:
     labels = np.zeros(31, dtype=np.int64)
     labels[[10, 20]] = 1  # 10 and 20 share a label, 30 does not
     purity = neighbor_purity(_hand_table(), labels, [1, 2, 5])
-    # rank 1: 10->20 same, 20->30 diff, 30->10 diff -> 1/3
-    # ranks 1-2 add 10->30 diff, 20->10 same, 30->20 diff -> 2/6
-    assert purity == {1: pytest.approx(1 / 3), 2: pytest.approx(2 / 6)}
+    # rank 1: 10->20 same, 20->10 same, 30->20 diff -> 2/3
+    # ranks 1-2 add 10->30 diff, 20->30 diff, 30->10 diff -> 2/6 (k counts all ranks <= k)
+    assert purity == {1: pytest.approx(2 / 3), 2: pytest.approx(2 / 6)}

@@ -39,8 +39,7 @@ def _interrupt_after(epoch: int):
     return on_epoch
 
 
-@pytest.fixture(scope="module")
-def images() -> torch.Tensor:
+def make_images() -> torch.Tensor:
     """Four blocky patterns plus noise, stored as uint8 [N, H, W, C]."""
     generator = torch.Generator().manual_seed(0)
     patterns = torch.zeros(4, 8, 8)
@@ -50,6 +49,11 @@ def images() -> torch.Tensor:
     patterns[3, ::2] = 1.0
     noisy = 0.7 * patterns[torch.arange(40) % 4] + 0.3 * torch.rand(40, 8, 8, generator=generator)
     return (noisy * 255).round().to(torch.uint8).unsqueeze(-1)
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return make_images()
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +232,14 @@ def _selflabel(images, settings, checkpoint=None, on_epoch=None):
 def selflabel_runs(images: torch.Tensor) -> dict:
     threshold = _threshold_for(_cluster_model(), images)
     three = SelflabelSettings(**{**SELFLABEL.__dict__, "epochs": 3, "threshold": threshold})
-    return {"first": _selflabel(images, three), "second": _selflabel(images, three), "settings": three}
+    model = _cluster_model()
+    snapshots = {0: copy.deepcopy(model.state_dict())}
+
+    def snapshot(epoch: int, record: dict) -> None:
+        snapshots[epoch] = copy.deepcopy(model.state_dict())
+
+    first = train_selflabel(model, images, three, AUGMENT, _no_checkpoint(), CPU, on_epoch=snapshot, progress=False)
+    return {"first": first, "second": _selflabel(images, three), "settings": three, "snapshots": snapshots}
 
 
 def test_selflabel_history_and_best_epoch(images: torch.Tensor, selflabel_runs: dict) -> None:
@@ -238,9 +249,15 @@ def test_selflabel_history_and_best_epoch(images: torch.Tensor, selflabel_runs: 
     assert all(torch.isfinite(torch.tensor(record["loss"])) for record in history)
     initial = count_confident(_cluster_model(), images, AUGMENT, settings.threshold, CPU)
     assert 0 < initial < len(images)
-    # The weights kept are those of the epoch with the most confident images.
-    best = max([initial] + [record["confident"] for record in history])
+    # The weights kept are those of the first epoch reaching the most confident images
+    # (epoch 0: the model as given).
+    best_epoch, best = 0, initial
+    for record in history:
+        if record["confident"] > best:
+            best_epoch, best = record["epoch"], record["confident"]
     assert count_confident(model, images, AUGMENT, settings.threshold, CPU) == best
+    expected = selflabel_runs["snapshots"][best_epoch]
+    assert all(torch.equal(expected[key], value) for key, value in model.state_dict().items())
 
 
 def test_selflabel_is_deterministic(selflabel_runs: dict) -> None:
