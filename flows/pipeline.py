@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 
 from scan_core.config import Params, check_against_data, load_params
 from tasks import STAGE_TASKS
-from tasks.common import Digests, current_outputs, outputs_intact, source_inputs, stage_key
+from tasks.common import Digests, current_outputs, outputs_intact, read_record, source_inputs, stage_key
 from tasks.prepared import DATASET_FILE
 from tasks.stages import STAGES, stage_params
 
@@ -21,11 +21,13 @@ def check_params_against_data(params: Params) -> None:
 def run_stage(stage: str, params_subset: dict, inputs: dict[str, Digests]) -> tuple[str, Digests]:
     """Run one stage's task; its cached result is reused only while its outputs are intact.
 
-    Returns the task's final state name ("Completed" or "Cached") and its output digests.
+    Returns the task's final state name ("Completed" or "Cached") and the digests of the
+    outputs in this project (a cached result may have been stored by another checkout).
     """
     refresh = not outputs_intact(stage, stage_key(stage, params_subset, inputs))
     state = STAGE_TASKS[stage].with_options(refresh_cache=refresh)(params_subset, inputs, return_state=True)
-    return state.name, state.result()
+    state.result()  # raises the stage's error
+    return state.name, read_record(stage)["outputs"]
 
 
 @flow(name="scan-pipeline", log_prints=True)

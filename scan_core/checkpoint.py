@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import tempfile
@@ -41,8 +42,11 @@ class UnsafeCheckpointError(RuntimeError):
 
 
 def save_checkpoint(target: Path | str, state: dict[str, Any]) -> None:
+    """Write ``state`` atomically; the same state always gives the same bytes."""
+    buffer = io.BytesIO()  # torch.save names the archive after a file's name, a buffer's is fixed
+    torch.save(state, buffer)
     with atomic_path(target) as temporary:
-        torch.save(state, temporary)
+        temporary.write_bytes(buffer.getvalue())
 
 
 def load_checkpoint(source: Path | str) -> dict[str, Any]:

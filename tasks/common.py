@@ -74,12 +74,15 @@ def record_path(stage: str) -> Path:
     return CACHE_DIR / "records" / f"{stage}.json"
 
 
+def read_record(stage: str) -> dict[str, Any]:
+    """What the last run of ``stage`` in this project recorded: its key and output digests."""
+    path = record_path(stage)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def outputs_intact(stage: str, key: str) -> bool:
     """True when the last run of ``stage`` had this key and its outputs are unchanged on disk."""
-    path = record_path(stage)
-    if not path.exists():
-        return False
-    record = json.loads(path.read_text())
+    record = read_record(stage)
     outputs = record.get("outputs") or {}
     return record.get("key") == key and bool(outputs) and digest_paths(STAGES[stage].outputs) == outputs
 

@@ -40,7 +40,7 @@ def selflabel(params: dict, inputs: dict) -> None:
             "selflabel epoch %d: loss %.4f, %d confident", epoch, record["loss"], record["confident"]),
     )
     summary: dict = {"history": history}
-    if not history:
+    if not history and settings.epochs > 0:
         summary["warning"] = (
             f"no image was predicted with confidence above selflabel.threshold = {settings.threshold}; "
             f"self-labeling was skipped and the clustering model is kept. Lower selflabel.threshold "

@@ -24,12 +24,26 @@ def pipeline_project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str)
     project = make_project(tmp_path_factory.mktemp("pipeline") / "project")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(project)
-        yield project, scan_pipeline(), scan_pipeline
+        first = scan_pipeline()
+        FIRST_METRICS.append((project / "metrics/evaluate.json").read_bytes())
+        yield project, first, scan_pipeline
+
+
+FIRST_METRICS: list[bytes] = []
 
 
 def test_first_run_completes_every_stage(pipeline_project):
     _, first, _ = pipeline_project
     assert first == {stage: "Completed" for stage in UPSTREAM + DOWNSTREAM}
+
+
+def test_same_params_and_seeds_give_byte_identical_metrics(pipeline_project, tmp_path, monkeypatch):
+    from flows.pipeline import scan_pipeline
+
+    second = make_project(tmp_path / "second")
+    monkeypatch.chdir(second)
+    assert scan_pipeline() == {stage: "Completed" for stage in UPSTREAM + DOWNSTREAM}
+    assert (second / "metrics/evaluate.json").read_bytes() == FIRST_METRICS[0]
 
 
 def test_unchanged_second_run_is_cached_and_param_change_reruns_from_its_stage(pipeline_project):
@@ -86,3 +100,32 @@ def test_stage_artifacts_have_the_documented_form(pipeline_project):
     for picture in ("plots/confusion.png", "plots/cluster_sizes.png", "plots/training.png", "reports/prototypes.png"):
         assert (project / picture).read_bytes()[:4] == b"\x89PNG"
     assert "| selflabel |" in (project / "reports/report.md").read_text()
+
+
+def test_collapsing_clusters_are_reported_in_log_and_metrics(pipeline_project, caplog):
+    project, _, scan_pipeline = pipeline_project
+    set_params(project, {"scan": {"entropy_weight": 0.0, "epochs": 3, "lr": 0.01}})
+    try:
+        states = scan_pipeline()
+    finally:
+        set_params(project, {"scan": {"entropy_weight": 5.0, "epochs": 2, "lr": 0.0005}})
+    assert states["scan"] == "Completed"
+    scan_metrics = json.loads((project / "metrics/evaluate.json").read_text())["scan"]
+    assert scan_metrics["nonempty_clusters"] < 10
+    assert "clusters collapsed" in scan_metrics["warning"] and "scan.entropy_weight" in scan_metrics["warning"]
+    assert any("clusters collapsed" in record.getMessage() for record in caplog.records)
+
+
+def test_selflabel_without_confident_images_keeps_the_scan_model_and_warns(pipeline_project):
+    project, _, scan_pipeline = pipeline_project
+    set_params(project, {"selflabel": {"threshold": 0.999999}})
+    try:
+        states = scan_pipeline()
+    finally:
+        set_params(project, {"selflabel": {"threshold": 0.5}})
+    assert states["selflabel"] == "Completed" and states["evaluate"] == "Completed"
+    metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    assert "selflabel.threshold = 0.999999" in metrics["selflabel"]["warning"]
+    scan_predictions = pd.read_parquet(project / "artifacts/scan/predictions.parquet")
+    selflabel_predictions = pd.read_parquet(project / "artifacts/selflabel/predictions.parquet")
+    assert scan_predictions["cluster"].tolist() == selflabel_predictions["cluster"].tolist()
