@@ -14,3 +14,5 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # scan_core logs (resumes, warnings) go to the terminal and to the Prefect UI with the task's logs.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "scan_core")
 logging.getLogger("scan_core").setLevel(logging.INFO)
+# scan_core used outside a flow run (a notebook, a test) logs locally without a warning.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")

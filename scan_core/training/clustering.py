@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,10 +19,9 @@ from scan_core.training.common import (
     epoch_generator,
     index_batches,
     predict_probabilities,
+    resume,
     seed_everything,
 )
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,13 +89,7 @@ def train_scan(
         model.backbone.requires_grad_(False)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    if (state := checkpoint.load()) is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, start_epoch = state["history"], state["epoch"] + 1
-        logger.info("scan: resuming after epoch %d", start_epoch)
+    history, start_epoch, _ = resume(checkpoint, model, optimizer, "scan")
     batch_size = min(settings.batch_size, len(images))
     epochs = tqdm(range(start_epoch, settings.epochs), desc="scan", disable=not progress,
                   initial=start_epoch, total=settings.epochs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from typing import Callable, Iterator
@@ -12,6 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scan_core.augment import AugmentSettings, normalize, to_float
+from scan_core.checkpoint import TrainingCheckpoint
+
+logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -56,28 +60,42 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 @torch.no_grad()
+def _outputs(model: nn.Module, images: Tensor, augment: AugmentSettings, batch_size: int,
+             device: torch.device, batch_dim: int) -> Tensor:
+    model.eval()
+    return torch.cat([
+        model(normalize(to_float(images[start : start + batch_size]).to(device), augment)).cpu()
+        for start in range(0, len(images), batch_size)
+    ], dim=batch_dim)
+
+
 def predict_probabilities(
     model: nn.Module, images: Tensor, augment: AugmentSettings, batch_size: int, device: torch.device
 ) -> Tensor:
     """Softmax of every head on un-augmented images: ``[num_heads, N, num_clusters]``."""
-    model.eval()
-    outputs = [
-        F.softmax(model(normalize(to_float(images[start : start + batch_size]).to(device), augment)), dim=-1).cpu()
-        for start in range(0, len(images), batch_size)
-    ]
-    return torch.cat(outputs, dim=1)
+    return F.softmax(_outputs(model, images, augment, batch_size, device, batch_dim=1), dim=-1)
 
 
-@torch.no_grad()
 def compute_features(
     model: nn.Module, images: Tensor, augment: AugmentSettings, batch_size: int, device: torch.device
 ) -> Tensor:
-    model.eval()
-    outputs = [
-        model(normalize(to_float(images[start : start + batch_size]).to(device), augment)).cpu()
-        for start in range(0, len(images), batch_size)
-    ]
-    return torch.cat(outputs)
+    """Model outputs ``[N, dim]`` on un-augmented images."""
+    return _outputs(model, images, augment, batch_size, device, batch_dim=0)
+
+
+def resume(checkpoint: TrainingCheckpoint, model: nn.Module, optimizer: torch.optim.Optimizer,
+           stage: str) -> tuple[list[dict[str, float]], int, dict | None]:
+    """Restore model and optimiser from a checkpoint of the same run, if there is one.
+
+    Returns the history so far, the epoch to start from, and the raw state (for extras).
+    """
+    state = checkpoint.load()
+    if state is None:
+        return [], 0, None
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    logger.info("%s: resuming after epoch %d", stage, state["epoch"] + 1)
+    return state["history"], state["epoch"] + 1, state
 
 
 def cosine_lr(base_lr: float, epoch: int, epochs: int, final_fraction: float = 0.01) -> float:

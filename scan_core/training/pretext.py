@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import torch
@@ -19,10 +18,9 @@ from scan_core.training.common import (
     cosine_lr,
     epoch_generator,
     index_batches,
+    resume,
     seed_everything,
 )
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,14 +52,9 @@ def train_pretext(
     seed_everything(settings.seed)
     model = ContrastiveModel(build_backbone(settings.backbone, images.shape[-1]), settings.projection_dim).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9, weight_decay=settings.weight_decay)
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    if (state := checkpoint.load()) is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, start_epoch = state["history"], state["epoch"] + 1
+    history, start_epoch, state = resume(checkpoint, model, optimizer, "pretext")
+    if state is not None:
         torch.set_rng_state(state["torch_rng"])
-        logger.info("pretext: resuming after epoch %d", state["epoch"] + 1)
     batch_size = min(settings.batch_size, len(images))
     epochs = tqdm(range(start_epoch, settings.epochs), desc="pretext", disable=not progress,
                   initial=start_epoch, total=settings.epochs)

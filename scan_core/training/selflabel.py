@@ -20,6 +20,7 @@ from scan_core.training.common import (
     epoch_generator,
     index_batches,
     predict_probabilities,
+    resume,
     seed_everything,
 )
 
@@ -64,21 +65,16 @@ def train_selflabel(
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     initial_confident = count_confident(model, images, augment, settings.threshold, device)
     best_state, best_confident = copy.deepcopy(model.state_dict()), initial_confident
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    if (state := checkpoint.load()) is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    history, start_epoch, state = resume(checkpoint, model, optimizer, "selflabel")
+    if state is not None:
         best_state, best_confident = state["best_model"], state["best_confident"]
-        history, start_epoch = state["history"], state["epoch"] + 1
-        logger.info("selflabel: resuming after epoch %d", start_epoch)
-    batch_size = min(settings.batch_size, len(images))
-    epochs = tqdm(range(start_epoch, settings.epochs), desc="selflabel", disable=not progress,
-                  initial=start_epoch, total=settings.epochs)
     if initial_confident == 0:
         logger.warning("selflabel: no image is predicted above threshold %s; keeping the clustering model",
                        settings.threshold)
-        epochs = []
+        start_epoch = settings.epochs  # nothing to learn from
+    batch_size = min(settings.batch_size, len(images))
+    epochs = tqdm(range(start_epoch, settings.epochs), desc="selflabel", disable=not progress,
+                  initial=start_epoch, total=settings.epochs)
     for epoch in epochs:
         model.train()
         generator = epoch_generator(settings.seed, epoch)

@@ -25,3 +25,20 @@ def test_exp_run_with_new_entropy_weight_reruns_clustering_onward_only(tiny_proj
         assert f"Stage '{stage}' didn't change, skipping" in experiment
     diff = run(["dvc", "metrics", "diff", "--json"], tiny_project)
     assert "metrics/evaluate.json" in diff
+
+
+def test_changing_one_image_of_a_folder_data_set_marks_prepare_changed(tiny_project, prefect_api):
+    from tests.conftest import set_params
+    from tests.flows.test_bad_input import write_digit_folder
+
+    write_digit_folder(tiny_project / "images")
+    set_params(tiny_project, {"data": {"name": "folder", "root": "images"}})
+    run(["git", "init", "-q"], tiny_project)
+    run(["dvc", "init", "-q"], tiny_project)
+    run(["dvc", "repro", "prepare"], tiny_project)
+    assert "Data and pipelines are up to date" in run(["dvc", "status", "prepare"], tiny_project)
+
+    changed = tiny_project / "images/class_1/image_03.png"
+    changed.write_bytes((tiny_project / "images/class_0/image_00.png").read_bytes())
+    status = run(["dvc", "status", "prepare"], tiny_project)
+    assert "prepare:" in status and "modified:" in status and "images" in status

@@ -297,3 +297,24 @@ def test_selflabel_without_confident_images_returns_model_unchanged(images: torc
     assert history == []
     after = returned.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[key], after[key]) for key in before)
+
+
+def test_diverging_loss_stops_naming_stage_epoch_step_and_keeps_last_checkpoint(
+    images: torch.Tensor, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from scan_core.checkpoint import load_checkpoint
+    from scan_core.training.common import NonFiniteLossError
+
+    checkpoint = TrainingCheckpoint(tmp_path / "pretext.pt", key="same-run")
+    train_pretext(images, replace(PRETEXT, epochs=1), AUGMENT, checkpoint, CPU, progress=False)
+    good_state = load_checkpoint(tmp_path / "pretext.pt")
+
+    with pytest.raises(NonFiniteLossError) as raised:
+        train_pretext(images, replace(PRETEXT, epochs=3, lr=1e30), AUGMENT, checkpoint, CPU, progress=False)
+    message = str(raised.value)
+    assert message.startswith("pretext:") and "epoch 2, step" in message and "pretext.lr" in message
+    kept = load_checkpoint(tmp_path / "pretext.pt")
+    assert kept["epoch"] == good_state["epoch"] == 0
+    assert all(torch.equal(kept["model"][name], value) for name, value in good_state["model"].items())
