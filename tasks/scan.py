@@ -14,7 +14,8 @@ from scan_core.checkpoint import TrainingCheckpoint, atomic_path, atomic_write_t
 from scan_core.mining import neighbor_matrix
 from scan_core.model_files import load_contrastive_model, save_model
 from scan_core.predictions import predictions_table
-from scan_core.training.clustering import ScanSettings, collapse_report, train_scan
+from scan_core.augment import AugmentSettings
+from scan_core.training.clustering import ScanSettings, collapse_report, collapse_warning, train_scan
 from scan_core.training.common import predict_probabilities
 from tasks.common import stage_key, stage_task
 from tasks.mine import NEIGHBORS_FILE
@@ -37,23 +38,16 @@ def training_neighbors(prepared: Prepared, num_neighbors: int) -> torch.Tensor:
     return torch.from_numpy(ordered)
 
 
-def write_predictions(path: Path, model: torch.nn.Module, prepared: Prepared, augment) -> np.ndarray:
-    probabilities = predict_probabilities(model, prepared.images, augment, 512, device())[0].numpy()
+def write_predictions(
+    path: Path, model: torch.nn.Module, prepared: Prepared, augment: AugmentSettings
+) -> np.ndarray:
+    """Predict every image (train and eval rows) and write the predictions table."""
+    probabilities = predict_probabilities(model.to(device()), prepared.images, augment, 512, device())[0].numpy()
     table = predictions_table(prepared.manifest["index"].to_numpy(), prepared.manifest["source"].tolist(),
                               probabilities)
     with atomic_path(path) as temporary:
         table.to_parquet(temporary, index=False)
     return probabilities
-
-
-def collapse_warning(report: dict, num_clusters: int) -> str | None:
-    if report["nonempty_clusters"] >= num_clusters and report["balance"] >= 0.5:
-        return None
-    return (
-        f"clusters collapsed: only {report['nonempty_clusters']} of {num_clusters} clusters are used "
-        f"(balance {report['balance']:.2f} of 1.0). Raise scan.entropy_weight, or overcluster "
-        f"(a larger scan.num_clusters)."
-    )
 
 
 @stage_task("scan")

@@ -67,6 +67,17 @@ def collapse_report(probabilities: Tensor) -> dict[str, float]:
     return {"nonempty_clusters": int((sizes > 0).sum()), "balance": entropy / float(np.log(num_clusters))}
 
 
+def collapse_warning(report: dict[str, float], num_clusters: int) -> str | None:
+    """A message with the usual fixes when clusters are empty or badly unbalanced, else None."""
+    if report["nonempty_clusters"] >= num_clusters and report["balance"] >= 0.5:
+        return None
+    return (
+        f"clusters collapsed: only {report['nonempty_clusters']} of {num_clusters} clusters are used "
+        f"(balance {report['balance']:.2f} of 1.0). Raise scan.entropy_weight, or overcluster "
+        f"(a larger scan.num_clusters)."
+    )
+
+
 def train_scan(
     backbone: nn.Module,
     images: Tensor,
