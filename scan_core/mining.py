@@ -26,6 +26,8 @@ def mine_neighbors(embeddings: np.ndarray, topk: int, ids: np.ndarray | None = N
         raise ValueError(f"topk must be between 1 and {count - 1} (number of images - 1), got {topk}")
     vectors = l2_normalize(np.asarray(embeddings, dtype=np.float32))
     index = faiss.IndexFlatIP(vectors.shape[1])
+    if hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:  # faiss-gpu installed (the gpu extra)
+        index = faiss.index_cpu_to_all_gpus(index)
     index.add(vectors)
     similarities, found = index.search(vectors, topk + 1)
     rows = np.arange(count)[:, None]
