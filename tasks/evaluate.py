@@ -70,9 +70,10 @@ def evaluate(params: dict, inputs: dict) -> None:
     for name, probs in probabilities.items():
         summary = cluster_summary(predictions[name], probs.max(axis=1), num_clusters)
         metrics.setdefault(name, {}).update(_rounded(summary))
-    for stage_dir, name in ((SCAN_DIR, "scan"), (SELFLABEL_DIR, "selflabel")):
-        warning = json.loads((stage_dir / "summary.json").read_text()).get("warning")
-        if warning:
+    summaries = {name: json.loads((stage_dir / "summary.json").read_text())
+                 for stage_dir, name in ((SCAN_DIR, "scan"), (SELFLABEL_DIR, "selflabel"))}
+    for name, summary in summaries.items():
+        if warning := summary.get("warning"):
             metrics[name]["warning"] = warning
             notes.append(f"{name}: {warning}")
     atomic_write_text(METRICS_FILE, json.dumps(metrics, indent=1, sort_keys=True) + "\n")
@@ -85,8 +86,7 @@ def evaluate(params: dict, inputs: dict) -> None:
         pictures.append("../plots/confusion.png")
     plot_cluster_sizes({name: np.bincount(predictions[name], minlength=num_clusters) for name in predictions},
                        PLOTS_DIR / "cluster_sizes.png")
-    scan_history = json.loads((SCAN_DIR / "summary.json").read_text())["history"]
-    selflabel_history = json.loads((SELFLABEL_DIR / "summary.json").read_text())["history"]
+    scan_history, selflabel_history = summaries["scan"]["history"], summaries["selflabel"]["history"]
     curves = {"scan loss": [record["loss"] for record in scan_history],
               "scan entropy": [record["entropy"] for record in scan_history]}
     if selflabel_history:

@@ -8,7 +8,9 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from scan_core.data import readers
 from scan_core.data.image_set import ImageSet
+from scan_core.data.readers.folder import resize_center_crop
 
 DATASET_NAMES = ("digits", "fashion_mnist", "cifar10", "cifar20", "stl10", "imagenet", "folder")
 
@@ -46,13 +48,13 @@ def array_image_set(images: np.ndarray, labels: np.ndarray | None = None, name: 
 
 
 def resize_images(images: np.ndarray, image_size: int) -> np.ndarray:
-    """Resize every image to ``image_size`` square (bilinear); a no-op when sizes match."""
+    """Resize every image to ``image_size`` square by the folder reader's rule (shorter side,
+    then centre crop), so arrays and files of the same picture give the same pixels."""
     if images.shape[1] == image_size and images.shape[2] == image_size:
         return images
     resized = [
-        np.asarray(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).resize(
-            (image_size, image_size), Image.BILINEAR
-        ))
+        np.asarray(resize_center_crop(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image),
+                                      image_size))
         for image in images
     ]
     stacked = np.stack(resized)
@@ -62,8 +64,6 @@ def resize_images(images: np.ndarray, image_size: int) -> np.ndarray:
 def _single_split_loader(
     name: str, root: Path, image_size: int, subset_file: Path | None, on_bad_image: str, download: bool
 ) -> Callable[[str], ImageSet]:
-    from scan_core.data import readers
-
     loaders: dict[str, Callable[[str], ImageSet]] = {
         "digits": load_digits_set,
         "fashion_mnist": lambda split: readers.read_fashion_mnist(root, split, download=download),

@@ -129,7 +129,7 @@ def decode_image(path: Path, image_size: int) -> np.ndarray:
     with Image.open(path) as image:
         image.load()
         image = _normalise_mode(image)
-    return np.asarray(_resize_center_crop(image, image_size), dtype=np.uint8)
+    return np.asarray(resize_center_crop(image, image_size), dtype=np.uint8)
 
 
 def _normalise_mode(image: Image.Image) -> Image.Image:
@@ -163,7 +163,7 @@ def _on_white(image: Image.Image, mode: str) -> Image.Image:
     return Image.alpha_composite(background, rgba).convert(mode)
 
 
-def _resize_center_crop(image: Image.Image, size: int) -> Image.Image:
+def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     """Resize the shorter side to ``size`` (antialiased bilinear), then crop the centre."""
     width, height = image.size
     scale = size / min(width, height)
