@@ -22,8 +22,10 @@ from torchvision.transforms.v2 import functional as TF
 class AugmentSettings:
     """What may be done to an image without changing what it shows.
 
-    ``hflip`` is off for data where mirroring changes the class (digits); ``cutout_size``
-    is the side of SCAN's Cutout hole in pixels (16 on CIFAR, 32 on STL, 75 on ImageNet).
+    ``hflip`` is off for data where mirroring changes the class (digits). ``cutout_fraction``
+    is the largest side of SCAN's Cutout hole as a share of the image side (the authors' 16 px
+    on 32 px CIFAR is 0.5); each image draws its own side up to it, so one setting fits every
+    resolution.
     """
 
     mean: tuple[float, ...]
@@ -32,7 +34,7 @@ class AugmentSettings:
     crop_min_scale: float = 0.2
     jitter_strength: float = 0.4
     strong_ops: int = 4
-    cutout_size: int = 16
+    cutout_fraction: float = 0.5
 
 
 def to_float(images: Tensor) -> Tensor:
@@ -142,7 +144,8 @@ def simclr_view(images: Tensor, settings: AugmentSettings, generator: torch.Gene
 
 
 def weak_view(images: Tensor, settings: AugmentSettings, generator: torch.Generator) -> Tensor:
-    """Self-labeling's weak view: flip and a shift of up to 1/8 of the side, normalised."""
+    """A weak view: flip and a shift of up to 1/8 of the side, normalised. (Self-labeling takes
+    its pseudo-labels from the plain image instead, as the authors' code does.)"""
     count = images.shape[0]
     theta = torch.zeros(count, 2, 3)
     theta[:, 0, 0] = _flip_signs(count, settings.hflip, generator)
@@ -231,18 +234,18 @@ def apply_strong_op(name: str, images: Tensor, magnitude: Tensor) -> Tensor:
     raise ValueError(f"unknown strong augmentation {name!r}; known: {sorted(STRONG_OPS)}")
 
 
-def cutout(images: Tensor, size: int, generator: torch.Generator) -> Tensor:
-    """Zero one ``size`` x ``size`` square per image, centred anywhere (clipped at borders)."""
+def cutout(images: Tensor, max_fraction: float, generator: torch.Generator) -> Tensor:
+    """Zero one square per image, centred anywhere (clipped at borders), whose side is drawn
+    per image from 1 to ``max_fraction`` of the shorter image side."""
     count, _, height, width = images.shape
+    largest = max(1, round(max_fraction * min(height, width)))
+    sides = torch.randint(1, largest + 1, (count,), generator=generator).view(-1, 1, 1)
     center_y = torch.randint(0, height, (count,), generator=generator).view(-1, 1, 1)
     center_x = torch.randint(0, width, (count,), generator=generator).view(-1, 1, 1)
     rows = torch.arange(height).view(1, -1, 1)
     cols = torch.arange(width).view(1, 1, -1)
-    half = size // 2
-    hole = (
-        (rows >= center_y - half) & (rows < center_y - half + size)
-        & (cols >= center_x - half) & (cols < center_x - half + size)
-    )
+    top, left = center_y - sides // 2, center_x - sides // 2
+    hole = (rows >= top) & (rows < top + sides) & (cols >= left) & (cols < left + sides)
     return images.masked_fill(hole.unsqueeze(1).to(images.device), 0.0)
 
 
@@ -264,4 +267,4 @@ def strong_view(images: Tensor, settings: AugmentSettings, generator: torch.Gene
             if len(selected) and name != "identity":
                 views[selected] = apply_strong_op(name, views[selected], magnitudes[selected])
     views = normalize(views, settings)
-    return cutout(views, settings.cutout_size, generator) if settings.cutout_size > 0 else views
+    return cutout(views, settings.cutout_fraction, generator) if settings.cutout_fraction > 0 else views

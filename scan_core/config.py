@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from scan_core.data.sources import DATASET_NAMES
 from scan_core.models import BACKBONES
+
+
+Auto = Literal["auto"]
+
+
+def auto_or_int(lowest: int, highest: int | None = None) -> Any:
+    """A type for keys that take a whole number or ``auto`` (see ``scan_core.defaults``)."""
+    return Union[Auto, Annotated[int, Field(ge=lowest, le=highest)]]
 
 
 class ParamsError(ValueError):
@@ -28,7 +36,7 @@ class Group(BaseModel):
 class DataParams(Group):
     name: Literal[DATASET_NAMES] = "digits"  # type: ignore[valid-type]
     root: str = "data"
-    image_size: int = Field(8, ge=4, le=1024)
+    image_size: auto_or_int(4, 1024) = "auto"  # type: ignore[valid-type]
     train_split: str = "all"
     eval_split: str = "all"
     subset_file: str | None = None
@@ -41,13 +49,13 @@ class AugmentParams(Group):
     crop_min_scale: float = Field(0.2, gt=0, le=1)
     jitter_strength: float = Field(0.4, ge=0, le=1)
     strong_ops: int = Field(4, ge=0, le=14)
-    cutout_size: int = Field(16, ge=0)
+    cutout_fraction: float = Field(0.5, ge=0, le=1)
 
 
 class PretextParams(Group):
     backbone: Literal[BACKBONES] = "resnet18_cifar"  # type: ignore[valid-type]
-    epochs: int = Field(500, ge=1)
-    batch_size: int = Field(512, ge=2)
+    epochs: auto_or_int(1) = "auto"  # type: ignore[valid-type]
+    batch_size: auto_or_int(2) = "auto"  # type: ignore[valid-type]
     lr: float = Field(0.4, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     temperature: float = Field(0.1, gt=0)
@@ -61,6 +69,7 @@ class EmbedParams(Group):
 
 class MineParams(Group):
     topk: int = Field(20, ge=1)
+    space: Literal["backbone", "projection"] = "backbone"
 
 
 class ScanParams(Group):
@@ -68,8 +77,8 @@ class ScanParams(Group):
     entropy_weight: float = Field(5.0, ge=0)
     num_clusters: int = Field(10, ge=2)
     num_heads: int = Field(1, ge=1)
-    epochs: int = Field(50, ge=1)
-    batch_size: int = Field(128, ge=2)
+    epochs: auto_or_int(1) = "auto"  # type: ignore[valid-type]
+    batch_size: auto_or_int(2) = "auto"  # type: ignore[valid-type]
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     update_backbone: bool = True
@@ -79,10 +88,12 @@ class ScanParams(Group):
 class SelflabelParams(Group):
     threshold: float = Field(0.99, gt=0, lt=1)
     class_balance: bool = True
-    epochs: int = Field(200, ge=0)
-    batch_size: int = Field(1000, ge=1)
+    epochs: auto_or_int(0) = "auto"  # type: ignore[valid-type]
+    batch_size: auto_or_int(1) = "auto"  # type: ignore[valid-type]
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
+    ema: float = Field(0.0, ge=0, lt=1)
+    patience: int = Field(10, ge=1)
     seed: int = Field(0, ge=0)
 
 
@@ -122,8 +133,18 @@ def known_keys(model: type[BaseModel] = Params, prefix: str = "") -> list[str]:
     return keys
 
 
+UNION_TAGS = ("literal[", "constrained-int", "int")
+
+
+def _key(error: dict[str, Any]) -> str:
+    """The params key of an error, without pydantic's union-branch tags."""
+    return ".".join(str(part) for part in error["loc"] if not str(part).startswith(UNION_TAGS))
+
+
 def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
-    key = ".".join(str(part) for part in error["loc"])
+    key = _key(error)
+    if any(str(part).startswith(UNION_TAGS) for part in error["loc"]):
+        return f"{key} = {error.get('input')!r} is invalid: use 'auto' or a whole number ({error['msg'].lower()})"
     if error["type"] == "extra_forbidden":
         group, _, name = key.rpartition(".")
         # A mistyped group is compared with group names, a mistyped key with its group's keys.
@@ -144,7 +165,9 @@ def validate_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     try:
         return Params.model_validate(raw or {})
     except ValidationError as error:
-        problems = [_describe(item, raw) for item in error.errors()]
+        # An auto-or-number key fails both branches; the number branch says what is wrong.
+        items = [item for item in error.errors() if not (item["loc"] and str(item["loc"][-1]).startswith("literal["))]
+        problems = [_describe(item, raw) for item in items]
         raise ParamsError(f"{source}: " + "; ".join(problems)) from None
 
 

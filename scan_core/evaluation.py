@@ -58,9 +58,12 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_clusters: 
     return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
 
 
-def kmeans_clusters(embeddings: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
-    """The baseline SCAN improves on: k-means on the pretext embeddings."""
-    return KMeans(n_clusters=num_clusters, n_init=10, random_state=seed).fit_predict(embeddings)
+def kmeans_clusters(embeddings: np.ndarray, num_clusters: int, seed: int,
+                    also: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The baseline SCAN improves on: k-means on the pretext embeddings. Returns the
+    clusters of ``embeddings`` and, when given, of the ``also`` embeddings under the same fit."""
+    fitted = KMeans(n_clusters=num_clusters, n_init=10, random_state=seed).fit(embeddings)
+    return fitted.labels_, (fitted.predict(also) if also is not None else None)
 
 
 def cluster_summary(predictions: np.ndarray, confidence: np.ndarray, num_clusters: int) -> dict:

@@ -101,7 +101,25 @@ def markdown_report(title: str, metrics: dict, pictures: list[str], notes: list[
         lines += [f"| {name} | " + " | ".join(f"{values[key]:.4f}" if key in values else "" for key in keys) + " |"
                   for name, values in rows]
         lines.append("")
+    lines += health_table(metrics)
     lines += [f"- {note}" for note in notes]
     lines.append("")
     lines += [f"![{Path(picture).stem}]({picture})" for picture in pictures]
     return "\n".join(lines) + "\n"
+
+
+HEALTH_COLUMNS = {"neighbor_agreement": "neighbor pairs in one cluster", "balance": "balance",
+                  "mean_confidence": "mean confidence", "confident_share": "confident (> 0.99)"}
+
+
+def health_table(metrics: dict) -> list[str]:
+    """Markdown lines of the label-free health of each model (empty when there is none)."""
+    rows = [(name, values["health"]) for name, values in metrics.items()
+            if isinstance(values, dict) and "health" in values]
+    if not rows:
+        return []
+    lines = ["Label-free health (no labels needed; on the training images and their mined neighbors):", "",
+             "| model | " + " | ".join(HEALTH_COLUMNS.values()) + " |", "|---|" + "---|" * len(HEALTH_COLUMNS)]
+    lines += [f"| {name} | " + " | ".join(f"{health[key]:.3f}" if key in health else "" for key in HEALTH_COLUMNS)
+              + " |" for name, health in rows]
+    return lines + [""]

@@ -1,4 +1,5 @@
-"""embed: L2-normalised pretext features of every image, for mining and the k-means baseline."""
+"""embed: L2-normalised pretext features of every image: the projection head's output (the
+k-means baseline and prototypes) and the backbone's (what mining uses by default)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tasks.pretext import MODEL_FILE
 from tasks.stages import group
 
 EMBEDDINGS_FILE = Path("artifacts/embed/embeddings.npy")
+BACKBONE_FEATURES_FILE = Path("artifacts/embed/backbone_features.npy")
 
 
 @stage_task("embed")
@@ -24,7 +26,9 @@ def embed(params: dict, inputs: dict) -> None:
     prepared = load_prepared()
     normalisation = AugmentSettings(mean=tuple(prepared.info["mean"]), std=tuple(prepared.info["std"]))
     model = load_contrastive_model(MODEL_FILE)[0].to(device())
-    features = compute_features(model, prepared.images, normalisation, group(params, "embed")["batch_size"], device())
-    with atomic_path(EMBEDDINGS_FILE) as temporary:
-        with open(temporary, "wb") as handle:
-            np.save(handle, F.normalize(features, dim=1).numpy().astype(np.float32))
+    batch_size = group(params, "embed")["batch_size"]
+    for network, path in ((model, EMBEDDINGS_FILE), (model.backbone, BACKBONE_FEATURES_FILE)):
+        features = compute_features(network, prepared.images, normalisation, batch_size, device())
+        with atomic_path(path) as temporary:
+            with open(temporary, "wb") as handle:
+                np.save(handle, F.normalize(features, dim=1).numpy().astype(np.float32))

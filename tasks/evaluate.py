@@ -11,6 +11,7 @@ from prefect import get_run_logger
 
 from scan_core.checkpoint import atomic_write_text
 from scan_core.evaluation import cluster_metrics, cluster_summary, confusion_matrix, kmeans_clusters
+from scan_core.health import health_warning, label_free_health
 from scan_core.predictions import probability_matrix
 from scan_core.report import (
     markdown_report,
@@ -22,9 +23,9 @@ from scan_core.report import (
 )
 from tasks.common import stage_task
 from tasks.embed import EMBEDDINGS_FILE
-from tasks.prepared import load_prepared
+from tasks.prepared import Prepared, load_prepared
 from tasks.scan import PREDICTIONS_FILE as SCAN_PREDICTIONS_FILE
-from tasks.scan import SCAN_DIR
+from tasks.scan import SCAN_DIR, training_neighbors
 from tasks.selflabel import PREDICTIONS_FILE as SELFLABEL_PREDICTIONS_FILE
 from tasks.selflabel import SELFLABEL_DIR
 from tasks.stages import group
@@ -38,6 +39,18 @@ def _rounded(values: dict) -> dict:
     return {key: round(value, 6) if isinstance(value, float) else value for key, value in values.items()}
 
 
+def _health(prepared: Prepared, kmeans_on_train: np.ndarray, num_clusters: int) -> dict[str, dict[str, float]]:
+    """Label-free health of every model on the training images, where the mined neighbors are."""
+    neighbors = training_neighbors(prepared).numpy()
+    order = prepared.manifest["index"].to_numpy()[prepared.train_rows]
+    health = {"kmeans": label_free_health(kmeans_on_train, num_clusters, neighbors)}
+    for name, path in (("scan", SCAN_PREDICTIONS_FILE), ("selflabel", SELFLABEL_PREDICTIONS_FILE)):
+        table = pd.read_parquet(path, columns=["index", "cluster", "confidence"]).set_index("index").loc[order]
+        health[name] = label_free_health(table["cluster"].to_numpy(), num_clusters, neighbors,
+                                         table["confidence"].to_numpy())
+    return health
+
+
 @stage_task("evaluate")
 def evaluate(params: dict, inputs: dict) -> None:
     settings = group(params, "evaluate")
@@ -47,9 +60,13 @@ def evaluate(params: dict, inputs: dict) -> None:
               for name, path in (("scan", SCAN_PREDICTIONS_FILE), ("selflabel", SELFLABEL_PREDICTIONS_FILE))}
     probabilities = {name: probability_matrix(table) for name, table in tables.items()}
     num_clusters = probabilities["scan"].shape[1]
-    embeddings = np.load(EMBEDDINGS_FILE)[rows]
-    predictions = {"kmeans": kmeans_clusters(embeddings, num_clusters, settings["kmeans_seed"])}
+    all_embeddings = np.load(EMBEDDINGS_FILE)
+    embeddings = all_embeddings[rows]
+    kmeans, kmeans_on_train = kmeans_clusters(embeddings, num_clusters, settings["kmeans_seed"],
+                                              also=all_embeddings[prepared.train_rows])
+    predictions = {"kmeans": kmeans}
     predictions.update({name: probs.argmax(axis=1) for name, probs in probabilities.items()})
+    health = _health(prepared, kmeans_on_train, num_clusters)
 
     metrics: dict = {"split": prepared.info["eval_split"], "num_images": int(len(rows))}
     notes = [f"{prepared.info['name']}, split {prepared.info['eval_split']}: {len(rows)} images, "
@@ -70,6 +87,12 @@ def evaluate(params: dict, inputs: dict) -> None:
     for name, probs in probabilities.items():
         summary = cluster_summary(predictions[name], probs.max(axis=1), num_clusters)
         metrics.setdefault(name, {}).update(_rounded(summary))
+    for name, values in health.items():
+        metrics.setdefault(name, {})["health"] = _rounded(values)
+    if warning := health_warning(health):
+        metrics["health_warning"] = warning
+        notes.append(warning)
+        get_run_logger().warning(warning)
     summaries = {name: json.loads((stage_dir / "summary.json").read_text())
                  for stage_dir, name in ((SCAN_DIR, "scan"), (SELFLABEL_DIR, "selflabel"))}
     for name, summary in summaries.items():

@@ -12,6 +12,7 @@ from prefect import get_run_logger
 from scan_core.checkpoint import atomic_path, atomic_write_text
 from scan_core.data.image_set import ImageSet
 from scan_core.data.sources import concatenate, load_image_set
+from scan_core.defaults import AUTO, MAX_AUTO_IMAGE_SIZE
 from tasks.common import stage_task
 from tasks.prepared import DATASET_FILE, IMAGES_FILE, MANIFEST_FILE
 from tasks.stages import group
@@ -34,8 +35,9 @@ def _manifest(image_set: ImageSet, in_train: np.ndarray, in_eval: np.ndarray) ->
 @stage_task("prepare")
 def prepare(params: dict, inputs: dict) -> None:
     data = group(params, "data")
+    image_size = None if data["image_size"] == AUTO else data["image_size"]
     load = lambda split: load_image_set(  # noqa: E731
-        data["name"], split, data["root"], data["image_size"], data["subset_file"], data["on_bad_image"]
+        data["name"], split, data["root"], image_size, data["subset_file"], data["on_bad_image"]
     )
     train_set = load(data["train_split"])
     if data["eval_split"] == data["train_split"]:
@@ -70,9 +72,11 @@ def prepare(params: dict, inputs: dict) -> None:
         _manifest(image_set, in_train, in_eval).to_parquet(temporary, index=False)
     atomic_write_text(DATASET_FILE, json.dumps(info, indent=1))
     logger = get_run_logger()
-    logger.info("prepared %d images (%d train, %d eval) of %s, %dx%d, %d channel(s)",
+    logger.info("prepared %d images (%d train, %d eval) of %s, %dx%d%s, %d channel(s)",
                 len(image_set), info["num_train"], info["num_eval"], data["name"],
-                image_set.image_size, image_set.image_size, image_set.num_channels)
+                image_set.image_size, image_set.image_size,
+                f" (data.image_size auto: the images' own side, at most {MAX_AUTO_IMAGE_SIZE})"
+                if image_size is None else "", image_set.num_channels)
     if image_set.skipped:
         logger.warning("left out %d unreadable image(s): %s", len(image_set.skipped),
                        ", ".join(source for source, _ in image_set.skipped))

@@ -8,9 +8,11 @@ from pathlib import Path
 from prefect import get_run_logger
 
 from scan_core.checkpoint import TrainingCheckpoint, atomic_write_text
+from scan_core.defaults import describe_auto, resolve_stage
 from scan_core.model_files import save_model
 from scan_core.training.pretext import PretextSettings, train_pretext
 from tasks.common import stage_key, stage_task
+from tasks.progress import epoch_logger
 from tasks.prepared import augment_settings, checkpoint_file, device, load_prepared
 from tasks.stages import group
 
@@ -22,7 +24,10 @@ MODEL_FILE = PRETEXT_DIR / "model.pt"
 def pretext(params: dict, inputs: dict) -> None:
     logger = get_run_logger()
     prepared = load_prepared()
-    settings = PretextSettings(**group(params, "pretext"))
+    values = group(params, "pretext")
+    resolved = resolve_stage("pretext", values, len(prepared.train_rows))
+    logger.info(describe_auto("pretext", values, resolved))
+    settings = PretextSettings(**resolved)
     checkpoint = TrainingCheckpoint(checkpoint_file("pretext"), stage_key("pretext", params, inputs))
     model, history = train_pretext(
         prepared.images[prepared.train_rows],
@@ -30,9 +35,10 @@ def pretext(params: dict, inputs: dict) -> None:
         augment_settings(prepared.info, group(params, "augment")),
         checkpoint,
         device(),
-        on_epoch=lambda epoch, record: logger.info("pretext epoch %d: loss %.4f", epoch, record["loss"]),
+        on_epoch=epoch_logger(logger, "pretext", settings.epochs, lambda record: f"loss {record['loss']:.4f}"),
     )
     save_model(MODEL_FILE, model.cpu(), backbone=settings.backbone, in_channels=prepared.info["channels"],
                projection_dim=settings.projection_dim)
     atomic_write_text(PRETEXT_DIR / "history.json", json.dumps(history, indent=1))
+    atomic_write_text(PRETEXT_DIR / "settings.json", json.dumps(resolved, indent=1))
     checkpoint.discard()

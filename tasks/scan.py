@@ -11,6 +11,7 @@ import torch
 from prefect import get_run_logger
 
 from scan_core.checkpoint import TrainingCheckpoint, atomic_path, atomic_write_text
+from scan_core.defaults import describe_auto, resolve_stage
 from scan_core.mining import neighbor_matrix
 from scan_core.model_files import load_contrastive_model, save_model
 from scan_core.predictions import predictions_table
@@ -18,6 +19,7 @@ from scan_core.augment import AugmentSettings
 from scan_core.training.clustering import ScanSettings, collapse_report, collapse_warning, train_scan
 from scan_core.training.common import predict_probabilities
 from tasks.common import stage_key, stage_task
+from tasks.progress import epoch_logger
 from tasks.mine import NEIGHBORS_FILE
 from tasks.prepared import Prepared, augment_settings, checkpoint_file, device, load_prepared
 from tasks.pretext import MODEL_FILE as PRETEXT_MODEL_FILE
@@ -28,9 +30,11 @@ MODEL_FILE = SCAN_DIR / "model.pt"
 PREDICTIONS_FILE = SCAN_DIR / "predictions.parquet"
 
 
-def training_neighbors(prepared: Prepared, num_neighbors: int) -> torch.Tensor:
-    """Neighbors as positions among the training rows (what the training loop indexes)."""
-    anchors, neighbors = neighbor_matrix(pd.read_parquet(NEIGHBORS_FILE), num_neighbors)
+def training_neighbors(prepared: Prepared, num_neighbors: int | None = None) -> torch.Tensor:
+    """Neighbors as positions among the training rows (what the training loop indexes);
+    all mined neighbors when ``num_neighbors`` is None."""
+    table = pd.read_parquet(NEIGHBORS_FILE)
+    anchors, neighbors = neighbor_matrix(table, num_neighbors or int(table["rank"].max()))
     position = np.full(len(prepared.manifest), -1)
     position[prepared.train_rows] = np.arange(len(prepared.train_rows))
     ordered = np.empty_like(neighbors)
@@ -54,12 +58,15 @@ def write_predictions(
 def scan(params: dict, inputs: dict) -> None:
     logger = get_run_logger()
     prepared = load_prepared()
-    settings = ScanSettings(**group(params, "scan"))
+    values = group(params, "scan")
+    resolved = resolve_stage("scan", values, len(prepared.train_rows))
+    logger.info(describe_auto("scan", values, resolved))
+    settings = ScanSettings(**resolved)
     train_images = prepared.images[prepared.train_rows]
     augment = augment_settings(prepared.info, group(params, "augment"))
     checkpoint = TrainingCheckpoint(checkpoint_file("scan"), stage_key("scan", params, inputs))
     pretext_model, pretext_description = load_contrastive_model(PRETEXT_MODEL_FILE)
-    model, history, head_losses = train_scan(
+    model, history, selection = train_scan(
         pretext_model.backbone,
         train_images,
         training_neighbors(prepared, settings.num_neighbors),
@@ -67,17 +74,20 @@ def scan(params: dict, inputs: dict) -> None:
         augment,
         checkpoint,
         device(),
-        on_epoch=lambda epoch, record: logger.info(
-            "scan epoch %d: loss %.4f (consistency %.4f, entropy %.4f)",
-            epoch, record["loss"], record["consistency"], record["entropy"]),
+        on_epoch=epoch_logger(logger, "scan", settings.epochs, lambda record: (
+            f"loss {record['loss']:.4f} (consistency {record['consistency']:.4f}, entropy {record['entropy']:.4f}); "
+            f"best head {record['head']}: selection loss {record['selection_loss']:.4f}, neighbor agreement "
+            f"{record['neighbor_agreement']:.3f}, mean confidence {record['mean_confidence']:.3f}, "
+            f"balance {record['balance']:.3f}")),
     )
+    logger.info("kept head %d of %d from epoch %d (lowest SCAN loss with entropy weight 1: %.4f)",
+                selection["head"], selection["heads"], selection["epoch"], selection["criterion"])
     save_model(MODEL_FILE, model.cpu(), backbone=pretext_description["backbone"],
                in_channels=prepared.info["channels"], num_clusters=settings.num_clusters,
                image_size=prepared.info["image_size"], mean=augment.mean, std=augment.std)
     probabilities = write_predictions(PREDICTIONS_FILE, model, prepared, augment)
     report = collapse_report(torch.from_numpy(probabilities[prepared.train_rows]))
-    summary = {"head_losses": head_losses.tolist(), "best_head": int(head_losses.argmin()), **report,
-               "history": history}
+    summary = {"settings": resolved, "selection": selection, **report, "history": history}
     if (warning := collapse_warning(report, settings.num_clusters)) is not None:
         logger.warning(warning)
         summary["warning"] = warning

@@ -8,9 +8,11 @@ from pathlib import Path
 from prefect import get_run_logger
 
 from scan_core.checkpoint import TrainingCheckpoint, atomic_write_text
+from scan_core.defaults import describe_auto, resolve_stage
 from scan_core.model_files import load_clustering_model, save_model
 from scan_core.training.selflabel import SelflabelSettings, train_selflabel
 from tasks.common import stage_key, stage_task
+from tasks.progress import epoch_logger
 from tasks.prepared import augment_settings, checkpoint_file, device, load_prepared
 from tasks.scan import MODEL_FILE as SCAN_MODEL_FILE
 from tasks.scan import write_predictions
@@ -25,7 +27,10 @@ PREDICTIONS_FILE = SELFLABEL_DIR / "predictions.parquet"
 def selflabel(params: dict, inputs: dict) -> None:
     logger = get_run_logger()
     prepared = load_prepared()
-    settings = SelflabelSettings(**group(params, "selflabel"))
+    values = group(params, "selflabel")
+    resolved = resolve_stage("selflabel", values, len(prepared.train_rows))
+    logger.info(describe_auto("selflabel", values, resolved))
+    settings = SelflabelSettings(**resolved)
     augment = augment_settings(prepared.info, group(params, "augment"))
     scan_model, description = load_clustering_model(SCAN_MODEL_FILE)
     checkpoint = TrainingCheckpoint(checkpoint_file("selflabel"), stage_key("selflabel", params, inputs))
@@ -36,10 +41,10 @@ def selflabel(params: dict, inputs: dict) -> None:
         augment,
         checkpoint,
         device(),
-        on_epoch=lambda epoch, record: logger.info(
-            "selflabel epoch %d: loss %.4f, %d confident", epoch, record["loss"], record["confident"]),
+        on_epoch=epoch_logger(logger, "selflabel", settings.epochs,
+                              lambda record: f"loss {record['loss']:.4f}, {record['confident']} confident"),
     )
-    summary: dict = {"history": history}
+    summary: dict = {"settings": resolved, "history": history}
     if not history and settings.epochs > 0:
         summary["warning"] = (
             f"no image was predicted with confidence above selflabel.threshold = {settings.threshold}; "

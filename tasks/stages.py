@@ -12,6 +12,7 @@ from scan_core.config import Params
 
 TRAINING_CODE = ("scan_core/augment.py", "scan_core/models.py", "scan_core/checkpoint.py",
                  "scan_core/training/common.py")
+AUTO_SETTINGS_CODE = ("scan_core/defaults.py", "tasks/progress.py")
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,15 @@ STAGES: dict[str, StageSpec] = {
             "prepare",
             params=("data.name", "data.root", "data.image_size", "data.train_split", "data.eval_split",
                     "data.subset_file", "data.on_bad_image"),
-            code=("tasks/prepare.py", "scan_core/data"),
+            code=("tasks/prepare.py", "scan_core/data", "scan_core/defaults.py"),
             inputs=(),
             outputs=("artifacts/prepare",),
         ),
         StageSpec(
             "pretext",
             params=("pretext", "augment.hflip", "augment.crop_min_scale", "augment.jitter_strength"),
-            code=("tasks/pretext.py", "scan_core/training/pretext.py", "scan_core/losses.py", *TRAINING_CODE),
+            code=("tasks/pretext.py", "scan_core/training/pretext.py", "scan_core/losses.py", *TRAINING_CODE,
+                  *AUTO_SETTINGS_CODE),
             inputs=("prepare",),
             outputs=("artifacts/pretext",),
         ),
@@ -57,23 +59,25 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "scan",
-            params=("scan", "augment.hflip", "augment.strong_ops", "augment.cutout_size"),
-            code=("tasks/scan.py", "scan_core/training/clustering.py", "scan_core/losses.py", *TRAINING_CODE),
+            params=("scan", "augment.hflip", "augment.strong_ops", "augment.cutout_fraction"),
+            code=("tasks/scan.py", "scan_core/training/clustering.py", "scan_core/losses.py", "scan_core/health.py",
+                  *TRAINING_CODE, *AUTO_SETTINGS_CODE),
             inputs=("prepare", "pretext", "mine"),
             outputs=("artifacts/scan",),
         ),
         StageSpec(
             "selflabel",
-            params=("selflabel", "augment.hflip", "augment.strong_ops", "augment.cutout_size"),
-            code=("tasks/selflabel.py", "scan_core/training/selflabel.py", "scan_core/losses.py", *TRAINING_CODE),
+            params=("selflabel", "augment.hflip", "augment.strong_ops", "augment.cutout_fraction"),
+            code=("tasks/selflabel.py", "scan_core/training/selflabel.py", "scan_core/losses.py", *TRAINING_CODE,
+                  *AUTO_SETTINGS_CODE),
             inputs=("prepare", "scan"),
             outputs=("artifacts/selflabel",),
         ),
         StageSpec(
             "evaluate",
             params=("evaluate",),
-            code=("tasks/evaluate.py", "scan_core/evaluation.py", "scan_core/report.py"),
-            inputs=("prepare", "embed", "scan", "selflabel"),
+            code=("tasks/evaluate.py", "scan_core/evaluation.py", "scan_core/report.py", "scan_core/health.py"),
+            inputs=("prepare", "embed", "mine", "scan", "selflabel"),
             outputs=("metrics/evaluate.json", "plots", "reports"),
         ),
     )

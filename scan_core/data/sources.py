@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from scan_core.data import readers
+from scan_core.defaults import auto_image_size
 from scan_core.data.image_set import ImageSet
 from scan_core.data.readers.folder import resize_center_crop
 
@@ -104,12 +105,12 @@ def load_image_set(
 ) -> ImageSet:
     """Load ``split`` of data set ``name``; ``"train+test"`` joins splits in that order.
 
-    Images are resized to ``image_size`` when given, so every stage sees one size.
+    Images are resized to ``image_size``, so every stage sees one size; None means auto:
+    the images' own side, capped (``scan_core.defaults.auto_image_size``).
     """
     loader = _single_split_loader(
         name, Path(root), image_size or 0, Path(subset_file) if subset_file else None, on_bad_image, download
     )
     image_set = concatenate([loader(part) for part in split.split("+")], split)
-    if image_size:
-        image_set.images = resize_images(image_set.images, image_size)
+    image_set.images = resize_images(image_set.images, image_size or auto_image_size(image_set.image_size))
     return image_set

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import copy
+from typing import Callable
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -11,6 +14,7 @@ from tqdm.auto import tqdm
 
 from scan_core.augment import AugmentSettings, strong_view, to_float
 from scan_core.checkpoint import TrainingCheckpoint
+from scan_core.health import label_free_health
 from scan_core.losses import PROBABILITY_FLOOR, scan_loss
 from scan_core.models import ClusteringModel
 from scan_core.training.common import (
@@ -44,17 +48,34 @@ def sample_neighbors(neighbors: Tensor, anchors: Tensor, generator: torch.Genera
     return neighbors[anchors, picks]
 
 
-def head_losses(probabilities: Tensor, neighbors: Tensor, entropy_weight: float) -> Tensor:
-    """SCAN total loss of every head on un-augmented images over all mined neighbor pairs,
-    with the same entropy weight as training: the label-free criterion to pick a head."""
-    totals = []
-    for head_probs in probabilities:
-        agreement = (head_probs.unsqueeze(1) * head_probs[neighbors]).sum(dim=-1)
-        consistency = -torch.log(agreement.clamp_min(PROBABILITY_FLOOR)).mean()
-        mean_probs = head_probs.mean(dim=0).clamp_min(PROBABILITY_FLOOR)
-        entropy = -(mean_probs * torch.log(mean_probs)).sum()
-        totals.append(consistency - entropy_weight * entropy)
-    return torch.stack(totals)
+SELECTION_ENTROPY_WEIGHT = 1.0
+
+
+def head_losses(probabilities: Tensor, neighbors: Tensor, entropy_weight: float = SELECTION_ENTROPY_WEIGHT,
+                chunk_size: int = 4096) -> Tensor:
+    """SCAN total loss of every head on un-augmented images over all mined neighbor pairs:
+    the label-free criterion that picks a head and an epoch.
+
+    The authors select with entropy weight 1, whatever the training weight: a heavier weight
+    would favour balanced-but-wrong heads. Anchors are taken in chunks so memory stays at
+    ``chunk_size * k * C`` floats however many images there are.
+    """
+    consistency = torch.zeros(len(probabilities))
+    for start in range(0, probabilities.shape[1], chunk_size):
+        anchors = probabilities[:, start : start + chunk_size]
+        partners = probabilities[:, neighbors[start : start + chunk_size]]
+        agreement = (anchors.unsqueeze(2) * partners).sum(dim=-1)
+        consistency += -torch.log(agreement.clamp_min(PROBABILITY_FLOOR)).sum(dim=(1, 2))
+    consistency /= neighbors.numel()
+    mean_probs = probabilities.mean(dim=1).clamp_min(PROBABILITY_FLOOR)
+    entropy = -(mean_probs * torch.log(mean_probs)).sum(dim=-1)
+    return consistency - entropy_weight * entropy
+
+
+def epoch_health(probabilities: Tensor, neighbors: Tensor) -> dict[str, float]:
+    """Label-free state of one head after an epoch (see ``scan_core.health``)."""
+    confidence, clusters = probabilities.max(dim=1)
+    return label_free_health(clusters.numpy(), probabilities.shape[1], neighbors.numpy(), confidence.numpy())
 
 
 def collapse_report(probabilities: Tensor) -> dict[str, float]:
@@ -78,6 +99,9 @@ def collapse_warning(report: dict[str, float], num_clusters: int) -> str | None:
     )
 
 
+ProbabilityProbe = Callable[[Tensor], dict[str, float]]
+
+
 def train_scan(
     backbone: nn.Module,
     images: Tensor,
@@ -88,11 +112,16 @@ def train_scan(
     device: torch.device,
     on_epoch: EpochCallback | None = None,
     progress: bool = True,
-) -> tuple[ClusteringModel, list[dict[str, float]], Tensor]:
-    """Train the clustering heads (and the backbone unless frozen), then keep the head with
-    the lowest SCAN loss. Returns the model, per-epoch history and every head's final loss.
+    probe: ProbabilityProbe | None = None,
+) -> tuple[ClusteringModel, list[dict[str, float]], dict]:
+    """Train the clustering heads (and the backbone unless frozen) and keep the best head
+    *and epoch*: after every epoch each head's SCAN loss with entropy weight 1 over all mined
+    neighbor pairs (no labels) is computed, and the lowest ever seen wins.
 
     ``neighbors[i]`` are the row indices (into ``images``) of image i's nearest neighbors.
+    ``probe`` sees the chosen head's probabilities each epoch and adds its numbers to the
+    history (for reporting, e.g. ACC against labels; it never influences the choice).
+    Returns the model, per-epoch history, and the selection (epoch, head, criterion).
     """
     seed_everything(settings.seed)
     model = ClusteringModel(backbone, settings.num_clusters, settings.num_heads).to(device)
@@ -100,7 +129,9 @@ def train_scan(
         model.backbone.requires_grad_(False)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
-    history, start_epoch, _ = resume(checkpoint, model, optimizer, "scan")
+    history, start_epoch, state = resume(checkpoint, model, optimizer, "scan")
+    best = state["best"] if state is not None else {"criterion": float("inf")}
+    best_state = state["best_model"] if state is not None else None
     batch_size = min(settings.batch_size, len(images))
     epochs = tqdm(range(start_epoch, settings.epochs), desc="scan", disable=not progress,
                   initial=start_epoch, total=settings.epochs)
@@ -125,14 +156,26 @@ def train_scan(
             sums += torch.tensor([[float(t.detach()) for t in terms] for terms in head_terms]).mean(dim=0)
             steps += 1
         total, consistency, entropy = (sums / steps).tolist()
-        record = {"epoch": epoch + 1, "loss": total, "consistency": consistency, "entropy": entropy}
+        probabilities = predict_probabilities(model, images, augment, 512, device)
+        criteria = head_losses(probabilities, neighbors)
+        head = int(criteria.argmin())
+        record = {"epoch": epoch + 1, "loss": total, "consistency": consistency, "entropy": entropy,
+                  "selection_loss": float(criteria[head]), "head": head,
+                  **epoch_health(probabilities[head], neighbors)}
+        if probe is not None:
+            record.update(probe(probabilities[head]))
+        if record["selection_loss"] < best["criterion"]:
+            best = {"epoch": epoch + 1, "head": head, "criterion": record["selection_loss"]}
+            best_state = copy.deepcopy(model.state_dict())
         history.append(record)
         checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                         "history": history})
-        epochs.set_postfix(loss=f"{total:.3f}", entropy=f"{entropy:.3f}")
+                         "history": history, "best": best, "best_model": best_state})
+        epochs.set_postfix(loss=f"{total:.3f}", agreement=f"{record['neighbor_agreement']:.3f}")
         if on_epoch:
             on_epoch(epoch + 1, record)
-    probabilities = predict_probabilities(model, images, augment, 512, device)
-    losses = head_losses(probabilities, neighbors, settings.entropy_weight)
-    model.keep_head(int(losses.argmin()))
-    return model, history, losses
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        model.keep_head(best["head"])
+    else:  # no epoch to train (resumed at the end without a stored choice)
+        model.keep_head(int(head_losses(predict_probabilities(model, images, augment, 512, device), neighbors).argmin()))
+    return model, history, {**best, "heads": settings.num_heads}

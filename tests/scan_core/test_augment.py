@@ -21,7 +21,7 @@ VIEWS = {"simclr": simclr_view, "weak": weak_view, "strong": strong_view}
 
 
 def _settings(channels: int, **overrides) -> AugmentSettings:
-    values = dict(mean=(0.5,) * channels, std=(0.25,) * channels, cutout_size=3)
+    values = dict(mean=(0.5,) * channels, std=(0.25,) * channels, cutout_fraction=0.2)
     values.update(overrides)
     return AugmentSettings(**values)
 
@@ -68,29 +68,37 @@ def _hole_box(mask: torch.Tensor) -> tuple[int, int, int, int]:
     return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
 
 
-@pytest.mark.parametrize("size", [3, 8])
-def test_cutout_zeroes_one_square_per_image(size: int) -> None:
-    images = torch.ones(64, 3, 32, 32)
-    out = cutout(images, size, torch.Generator().manual_seed(0))
-    full_squares = 0
+@pytest.mark.parametrize(("fraction", "side"), [(0.25, 32), (0.5, 16)])
+def test_cutout_zeroes_one_square_per_image_with_a_side_drawn_up_to_the_fraction(fraction: float, side: int) -> None:
+    images = torch.ones(256, 3, side, side)
+    out = cutout(images, fraction, torch.Generator().manual_seed(0))
+    largest = round(fraction * side)
+    inner_sides = set()
     for image in out:
         holes = image == 0
         assert torch.equal(holes[0], holes[1]) and torch.equal(holes[0], holes[2])  # all channels
         assert torch.all((image == 0) | (image == 1))
         top, bottom, left, right = _hole_box(holes[0])
         assert holes[0].sum() == (bottom - top) * (right - left)  # a solid rectangle
-        assert bottom - top <= size and right - left <= size
-        if 0 < top and bottom < 32 and 0 < left and right < 32:
-            assert (bottom - top, right - left) == (size, size)
-            full_squares += 1
-    assert full_squares > 32
+        assert bottom - top <= largest and right - left <= largest
+        if 0 < top and bottom < side and 0 < left and right < side:
+            assert bottom - top == right - left  # a square when not clipped
+            inner_sides.add(bottom - top)
+    assert inner_sides == set(range(1, largest + 1))  # every side from 1 to the largest is drawn
 
 
-def test_strong_view_cutout_size_zero_means_no_cutout() -> None:
+def test_cutout_hole_scales_with_the_image() -> None:
+    generator = torch.Generator().manual_seed(0)
+    small = (cutout(torch.ones(512, 1, 8, 8), 0.5, generator) == 0).flatten(1).sum(dim=1)
+    large = (cutout(torch.ones(512, 1, 32, 32), 0.5, generator) == 0).flatten(1).sum(dim=1)
+    assert small.max() <= 16 and large.max() > 16 * 8
+
+
+def test_strong_view_cutout_fraction_zero_means_no_cutout() -> None:
     images = torch.ones(16, 1, 16, 16)
-    settings = _settings(1, mean=(0.0,), std=(1.0,), cutout_size=0, strong_ops=0, hflip=False)
+    settings = _settings(1, mean=(0.0,), std=(1.0,), cutout_fraction=0, strong_ops=0, hflip=False)
     torch.testing.assert_close(strong_view(images, settings, torch.Generator().manual_seed(0)), images)
-    with_hole = strong_view(images, _settings(1, mean=(0.0,), std=(1.0,), cutout_size=4, strong_ops=0),
+    with_hole = strong_view(images, _settings(1, mean=(0.0,), std=(1.0,), cutout_fraction=0.25, strong_ops=0),
                             torch.Generator().manual_seed(0))
     assert ((with_hole == 0).flatten(1).sum(dim=1) > 0).all()
 
@@ -160,7 +168,7 @@ IDENTITY_NORM = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 @pytest.mark.parametrize(
     "view, extra",
-    [("weak", {}), ("simclr", {}), ("strong", {"strong_ops": 0, "cutout_size": 0})],
+    [("weak", {}), ("simclr", {}), ("strong", {"strong_ops": 0, "cutout_fraction": 0})],
 )
 def test_hflip_false_never_mirrors_and_true_does(view: str, extra: dict) -> None:
     images = _ramps(64)

@@ -119,3 +119,14 @@ def test_size_dependent_limits_name_key_value_and_image_count() -> None:
     with pytest.raises(ParamsError) as caught:
         check_against_data(params, 8)
     assert "mine.topk = 20" in str(caught.value) and "scan.num_clusters = 10" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["data.image_size", "pretext.epochs", "pretext.batch_size", "scan.epochs",
+                                 "scan.batch_size", "selflabel.epochs", "selflabel.batch_size"])
+def test_auto_keys_take_auto_or_a_number_and_say_so_when_neither(key: str) -> None:
+    group, name = key.split(".")
+    assert getattr(getattr(validate_params({group: {name: "auto"}}), group), name) == "auto"
+    assert getattr(getattr(validate_params({group: {name: 16}}), group), name) == 16
+    message = _message({group: {name: "big"}})
+    assert f"{key} = 'big' is invalid: use 'auto' or a whole number" in message
+    assert message.count(key) == 1

@@ -130,9 +130,11 @@ def test_kmeans_baseline_separates_blobs_and_is_seeded() -> None:
     centers = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     labels = np.repeat(np.arange(3), 20)
     embeddings = centers[labels] + rng.normal(scale=0.5, size=(60, 2))
-    clusters = kmeans_clusters(embeddings, 3, seed=0)
-    assert cluster_metrics(labels, clusters)["acc"] == 1.0
-    np.testing.assert_array_equal(clusters, kmeans_clusters(embeddings, 3, seed=0))
+    clusters, none = kmeans_clusters(embeddings, 3, seed=0)
+    assert cluster_metrics(labels, clusters)["acc"] == 1.0 and none is None
+    np.testing.assert_array_equal(clusters, kmeans_clusters(embeddings, 3, seed=0)[0])
+    _, new = kmeans_clusters(embeddings, 3, seed=0, also=centers + 0.1)
+    np.testing.assert_array_equal(new, clusters[[0, 20, 40]])  # new points join their blob's cluster
 
 
 def test_cluster_summary_reports_sizes_and_empty_clusters() -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from scan_core.defaults import MAX_AUTO_IMAGE_SIZE, auto_image_size
 from scan_core.data.image_set import ImageSet
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
@@ -95,12 +96,15 @@ def decode_images(
 ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
     """Decode, resize and stack ``paths``; return images, kept indices and failures.
 
+    ``image_size`` 0 means auto: the files' typical side, capped (``scan_core.defaults``).
     Images come back with one channel when every good file is grayscale, else three.
     With ``on_bad_image="fail"`` any failure raises ``BadImageError`` listing them all.
     """
     check_on_bad_image(on_bad_image)
-    if image_size < 1:
-        raise ValueError(f"image_size must be positive, got {image_size}")
+    if image_size < 0:
+        raise ValueError(f"image_size must be positive (or 0 for auto), got {image_size}")
+    if image_size == 0:
+        image_size = auto_image_size(typical_side(paths))
     decoded: list[np.ndarray] = []
     kept: list[int] = []
     failures: list[tuple[str, str]] = []
@@ -122,6 +126,20 @@ def decode_images(
     else:
         images = np.stack([_to_rgb(array) for array in decoded])
     return images, kept, failures
+
+
+def typical_side(paths: Sequence[Path], sample: int = 256) -> int:
+    """Median shorter side of up to ``sample`` evenly spread files, read from headers only.
+    Files that cannot be opened are left to the decoder to report."""
+    step = max(1, len(paths) // sample)
+    sides = []
+    for path in list(paths)[::step][:sample]:
+        try:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+        except Exception:  # noqa: BLE001 - reported with a reason by decode_images
+            continue
+    return int(np.median(sides)) if sides else MAX_AUTO_IMAGE_SIZE
 
 
 def decode_image(path: Path, image_size: int) -> np.ndarray:

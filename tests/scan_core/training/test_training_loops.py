@@ -20,7 +20,7 @@ from scan_core.training.pretext import PretextSettings, train_pretext
 from scan_core.training.selflabel import SelflabelSettings, count_confident, train_selflabel
 
 CPU = torch.device("cpu")
-AUGMENT = AugmentSettings(mean=(0.5,), std=(0.25,), hflip=False, crop_min_scale=0.6, cutout_size=3)
+AUGMENT = AugmentSettings(mean=(0.5,), std=(0.25,), hflip=False, crop_min_scale=0.6, cutout_fraction=0.4)
 PRETEXT = PretextSettings(backbone="small_cnn", epochs=2, batch_size=16, lr=0.05, temperature=0.5,
                           projection_dim=16, seed=0)
 SCAN = ScanSettings(num_clusters=4, num_heads=2, num_neighbors=3, entropy_weight=2.0, epochs=2,
@@ -138,9 +138,9 @@ def test_pretext_two_epoch_checkpoint_extends_to_three(images: torch.Tensor, tmp
 # ---------------------------------------------------------------- scan
 
 
-def _scan(images, neighbors, settings=SCAN, checkpoint=None, on_epoch=None):
+def _scan(images, neighbors, settings=SCAN, checkpoint=None, on_epoch=None, probe=None):
     return train_scan(_backbone(), images, neighbors, settings, AUGMENT, checkpoint or _no_checkpoint(), CPU,
-                      on_epoch=on_epoch, progress=False)
+                      on_epoch=on_epoch, progress=False, probe=probe)
 
 
 @pytest.fixture(scope="module")
@@ -149,25 +149,77 @@ def scan_runs(images: torch.Tensor, neighbors: torch.Tensor) -> dict:
     return {"first": _scan(images, neighbors, three), "second": _scan(images, neighbors, three), "settings": three}
 
 
-def test_scan_history_and_head_selection(images: torch.Tensor, neighbors: torch.Tensor, scan_runs: dict) -> None:
-    model, history, losses = scan_runs["first"]
+def test_scan_history_records_label_free_health_every_epoch(scan_runs: dict) -> None:
+    _, history, _ = scan_runs["first"]
     assert [record["epoch"] for record in history] == [1, 2, 3]
     for record in history:
         assert record["loss"] == pytest.approx(record["consistency"] - SCAN.entropy_weight * record["entropy"],
                                                abs=1e-5)
-    assert losses.shape == (2,)
+        assert record["head"] in (0, 1)
+        for key in ("neighbor_agreement", "balance", "mean_confidence", "confident_share"):
+            assert 0.0 <= record[key] <= 1.0
+
+
+def test_scan_keeps_the_head_and_epoch_with_the_lowest_label_free_loss(images, neighbors) -> None:
+    settings = ScanSettings(**{**SCAN.__dict__, "epochs": 6, "lr": 3e-2})
+
+    class RecordingCheckpoint(TrainingCheckpoint):
+        """Keeps the weights saved after every epoch (epoch 1 first)."""
+
+        def __init__(self) -> None:
+            super().__init__(None, "unused")
+            self.saved: list[dict] = []
+
+        def save(self, state: dict) -> None:
+            self.saved.append(copy.deepcopy(state["model"]))
+
+    checkpoint = RecordingCheckpoint()
+    model, history, selection = train_scan(_backbone(), images, neighbors, settings, AUGMENT, checkpoint, CPU,
+                                           progress=False)
+    snapshots = dict(enumerate(checkpoint.saved, start=1))
+    criteria = [record["selection_loss"] for record in history]
+    best = int(torch.tensor(criteria).argmin())
+    assert selection["epoch"] == history[best]["epoch"] and selection["head"] == history[best]["head"]
+    assert selection["criterion"] == pytest.approx(min(criteria))
     assert len(model.heads) == 1
-    # The kept head is the one with the lowest label-free SCAN loss.
+    kept = snapshots[selection["epoch"]]
+    for name, value in model.backbone.state_dict().items():
+        assert torch.equal(value, kept[f"backbone.{name}"])
+    assert torch.equal(model.heads[0].weight, kept[f"heads.{selection['head']}.weight"])
+    # The kept model scores exactly the criterion recorded for it.
     probabilities = predict_probabilities(model, images, AUGMENT, 512, CPU)
-    kept = head_losses(probabilities, neighbors, SCAN.entropy_weight)
-    assert kept.item() == pytest.approx(losses.min().item(), abs=1e-6)
-    assert losses.max() > losses.min()
+    assert head_losses(probabilities, neighbors).item() == pytest.approx(selection["criterion"], abs=1e-5)
+
+
+def test_scan_probe_reports_without_changing_the_choice(images, neighbors, scan_runs: dict) -> None:
+    seen = []
+    model, history, selection = _scan(images, neighbors, scan_runs["settings"],
+                                      probe=lambda probabilities: seen.append(probabilities.shape) or {"probe": 1.0})
+    reference_model, reference_history, reference_selection = scan_runs["first"]
+    assert seen == [(len(images), SCAN.num_clusters)] * 3
+    assert [record.pop("probe") for record in history] == [1.0] * 3
+    assert history == reference_history and selection == reference_selection
+    assert _states_equal(model, reference_model)
+
+
+def test_head_losses_match_a_hand_computation_in_any_chunk_size() -> None:
+    probabilities = torch.tensor([[[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]]])  # one head, 3 images
+    neighbors = torch.tensor([[1], [0], [0]])
+    agreements = [0.9 * 0.8 + 0.1 * 0.2, 0.8 * 0.9 + 0.2 * 0.1, 0.1 * 0.9 + 0.9 * 0.1]
+    consistency = -sum(torch.log(torch.tensor(agreements))) / 3
+    mean = torch.tensor([1.8 / 3, 1.2 / 3])
+    entropy = -(mean * mean.log()).sum()
+    for chunk_size in (1, 2, 4096):
+        value = head_losses(probabilities, neighbors, entropy_weight=1.0, chunk_size=chunk_size)
+        assert value.item() == pytest.approx((consistency - entropy).item(), abs=1e-6)
+    assert head_losses(probabilities, neighbors, entropy_weight=5.0).item() == pytest.approx(
+        (consistency - 5 * entropy).item(), abs=1e-6)
 
 
 def test_scan_is_deterministic(scan_runs: dict) -> None:
-    (model_a, history_a, losses_a), (model_b, history_b, losses_b) = scan_runs["first"], scan_runs["second"]
+    (model_a, history_a, selection_a), (model_b, history_b, selection_b) = scan_runs["first"], scan_runs["second"]
     assert history_a == history_b
-    assert torch.equal(losses_a, losses_b)
+    assert selection_a == selection_b
     assert _states_equal(model_a, model_b)
 
 
@@ -176,10 +228,10 @@ def test_scan_resumes_after_interruption(images, neighbors, scan_runs: dict, tmp
     checkpoint = TrainingCheckpoint(tmp_path / "scan.pt", "scan-key")
     with pytest.raises(Interrupted):
         _scan(images, neighbors, settings, checkpoint, _interrupt_after(2))
-    model, history, losses = _scan(images, neighbors, settings, checkpoint)
-    reference_model, reference_history, reference_losses = scan_runs["first"]
+    model, history, selection = _scan(images, neighbors, settings, checkpoint)
+    reference_model, reference_history, reference_selection = scan_runs["first"]
     assert history == reference_history
-    assert torch.equal(losses, reference_losses)
+    assert selection == reference_selection
     assert _states_equal(model, reference_model)
 
 
@@ -318,3 +370,17 @@ def test_diverging_loss_stops_naming_stage_epoch_step_and_keeps_last_checkpoint(
     kept = load_checkpoint(tmp_path / "pretext.pt")
     assert kept["epoch"] == good_state["epoch"] == 0
     assert all(torch.equal(kept["model"][name], value) for name, value in good_state["model"].items())
+
+
+def test_selflabel_stops_after_patience_epochs_without_a_new_confident_maximum(images: torch.Tensor) -> None:
+    model = _cluster_model()
+    threshold = _threshold_for(model, images)
+    settings = SelflabelSettings(**{**SELFLABEL.__dict__, "epochs": 40, "threshold": threshold, "patience": 2,
+                                    "lr": 1e-6})
+    _, history = train_selflabel(model, images, settings, AUGMENT, _no_checkpoint(), CPU, progress=False)
+    best, last_improvement = count_confident(_cluster_model(), images, AUGMENT, threshold, CPU), 0
+    for record in history:
+        if record["confident"] > best:
+            best, last_improvement = record["confident"], record["epoch"]
+    assert len(history) < settings.epochs
+    assert len(history) == last_improvement + settings.patience

@@ -1,0 +1,52 @@
+"""A Markdown table of per-seed results: ACC per seed, mean ± std and min, for k-means,
+SCAN and self-labeling, plus the checks the method must pass on every seed.
+
+    python bench/seeds_table.py bench/results/seeds/seed-*.json
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+MODELS = ("kmeans", "scan", "selflabel")
+
+
+def table(runs: dict[str, dict]) -> str:
+    names = list(runs)
+    lines = ["| model | " + " | ".join(names) + " | mean ± std | min |",
+             "|---|" + "---|" * (len(names) + 2)]
+    for model in MODELS:
+        accs = [runs[name][model]["acc"] for name in names]
+        spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        lines.append(f"| {model} ACC | " + " | ".join(f"{acc:.3f}" for acc in accs)
+                     + f" | {statistics.mean(accs):.3f} ± {spread:.3f} | {min(accs):.3f} |")
+    agreement = [runs[name]["scan"].get("health", {}).get("neighbor_agreement") for name in names]
+    if all(value is not None for value in agreement):
+        lines.append("| SCAN neighbor agreement | " + " | ".join(f"{value:.3f}" for value in agreement)
+                     + f" | {statistics.mean(agreement):.3f} | {min(agreement):.3f} |")
+    if all("wall_seconds" in runs[name] for name in names):
+        seconds = [runs[name]["wall_seconds"] for name in names]
+        lines.append("| wall time (s) | " + " | ".join(str(value) for value in seconds)
+                     + f" | {statistics.mean(seconds):.0f} | {min(seconds)} |")
+    scan_beats = sum(runs[name]["scan"]["acc"] >= runs[name]["kmeans"]["acc"] for name in names)
+    kept = sum(runs[name]["selflabel"]["acc"] >= runs[name]["scan"]["acc"] - 0.01 for name in names)
+    lines += ["", f"SCAN at least k-means on {scan_beats} of {len(names)} seeds; self-labeling at least "
+              f"SCAN - 0.01 on {kept} of {len(names)}."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) < 2:
+        raise SystemExit(__doc__)
+    runs = {Path(path).stem: json.loads(Path(path).read_text()) for path in sys.argv[1:]}
+    missing = [name for name, run in runs.items() if any("acc" not in run.get(model, {}) for model in MODELS)]
+    if missing:
+        raise SystemExit(f"no labels (ACC) in {', '.join(missing)}: the seeds table needs a labeled data set")
+    print(table(runs))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Per-epoch log lines with a time estimate, so a long CPU run says early how long it will take."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from scan_core.training.common import EpochCallback
+
+
+def epoch_logger(logger: logging.Logger | logging.LoggerAdapter, stage: str, epochs: int,
+                 describe: Callable[[dict], str]) -> EpochCallback:
+    """An ``on_epoch`` callback logging ``describe(record)``; after the first epoch it run,
+    it also logs the estimated time for the remaining ones."""
+    started = time.monotonic()
+    first: list[int] = []
+
+    def on_epoch(epoch: int, record: dict) -> None:
+        logger.info("%s epoch %d/%d: %s", stage, epoch, epochs, describe(record))
+        if not first:
+            first.append(epoch)
+            remaining = epochs - epoch
+            if remaining > 0:
+                seconds = (time.monotonic() - started) * remaining
+                logger.info("%s: about %s for the remaining %d epoch(s)", stage, _duration(seconds), remaining)
+
+    return on_epoch
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
