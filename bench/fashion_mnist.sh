@@ -7,7 +7,7 @@ root=${FASHION_MNIST_ROOT:-/usr/share/datasets/fashion-mnist}
 dvc exp run -n fashion-mnist-cpu \
   -S data.name=fashion_mnist -S "data.root=$root" -S data.image_size=16 \
   -S data.train_split=test -S data.eval_split=test \
-  -S augment.hflip=true -S augment.crop_min_scale=0.4 -S augment.cutout_size=6 \
+  -S augment.hflip=true -S augment.crop_min_scale=0.4 -S augment.cutout_fraction=0.375 \
   -S pretext.epochs=20 -S pretext.batch_size=256 \
   -S scan.epochs=12 -S scan.batch_size=256 \
   -S selflabel.epochs=6 -S selflabel.batch_size=512

@@ -94,12 +94,17 @@ def test_stage_artifacts_have_the_documented_form(pipeline_project):
 
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
     for model in ("kmeans", "scan", "selflabel"):
-        assert {"acc", "nmi", "ari"} <= set(metrics[model])
+        assert {"acc", "nmi", "ari", "health"} <= set(metrics[model])
         assert 0.0 <= metrics[model]["acc"] <= 1.0
+        assert 0.0 <= metrics[model]["health"]["neighbor_agreement"] <= 1.0
+    assert {"mean_confidence", "confident_share"} <= set(metrics["scan"]["health"])
+    assert json.loads((project / "artifacts/scan/summary.json").read_text())["settings"]["epochs"] == 2
+    assert json.loads((project / "artifacts/prepare/dataset.json").read_text())["image_size"] == 8  # auto
     assert metrics["split"] == "all"
     for picture in ("plots/confusion.png", "plots/cluster_sizes.png", "plots/training.png", "reports/prototypes.png"):
         assert (project / picture).read_bytes()[:4] == b"\x89PNG"
-    assert "| selflabel |" in (project / "reports/report.md").read_text()
+    report = (project / "reports/report.md").read_text()
+    assert "| selflabel |" in report and "Label-free health" in report
 
 
 def test_collapsing_clusters_are_reported_in_log_and_metrics(pipeline_project, caplog):
@@ -129,3 +134,30 @@ def test_selflabel_without_confident_images_keeps_the_scan_model_and_warns(pipel
     scan_predictions = pd.read_parquet(project / "artifacts/scan/predictions.parquet")
     selflabel_predictions = pd.read_parquet(project / "artifacts/selflabel/predictions.parquet")
     assert scan_predictions["cluster"].tolist() == selflabel_predictions["cluster"].tolist()
+
+
+def test_unlabeled_folder_gets_the_label_free_health_check(pipeline_project, tmp_path):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    project, _, scan_pipeline = pipeline_project
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    digits = load_digits()
+    for index in range(120):
+        pixels = (digits.images[index] * (255 / 16)).round().astype(np.uint8)
+        Image.fromarray(pixels).resize((16, 16)).save(folder / f"scan_{index:03d}.png")
+    set_params(project, {"data": {"name": "folder", "root": str(folder)}})
+    try:
+        states = scan_pipeline()
+    finally:
+        set_params(project, {"data": {"name": "digits", "root": "data"}})
+    assert states["evaluate"] == "Completed"
+    metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    assert "acc" not in metrics["scan"]
+    for model in ("kmeans", "scan", "selflabel"):
+        assert set(metrics[model]["health"]) >= {"neighbor_agreement", "balance"}
+    assert json.loads((project / "artifacts/prepare/dataset.json").read_text())["image_size"] == 16
+    report = (project / "reports/report.md").read_text()
+    assert "no labels were found" in report
+    assert "| kmeans |" in report and "| scan |" in report and "neighbor pairs in one cluster" in report
