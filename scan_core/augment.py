@@ -33,6 +33,7 @@ class AugmentSettings:
     hflip: bool = True
     crop_min_scale: float = 0.2
     jitter_strength: float = 0.4
+    rotation: float = 0.0
     strong_ops: int = 4
     cutout_fraction: float = 0.5
 
@@ -68,9 +69,10 @@ def _flip_signs(count: int, enabled: bool, generator: torch.Generator) -> Tensor
 
 
 def random_resized_crop(
-    images: Tensor, min_scale: float, hflip: bool, generator: torch.Generator
+    images: Tensor, min_scale: float, hflip: bool, generator: torch.Generator, rotation: float = 0.0
 ) -> Tensor:
-    """Crop a random area (``min_scale``..1 of the image, aspect 3/4..4/3), resize back, maybe flip."""
+    """Crop a random area (``min_scale``..1 of the image, aspect 3/4..4/3), resize back, maybe
+    flip, and rotate by up to ``rotation`` degrees either way (0: no rotation, no extra draw)."""
     count = images.shape[0]
     area = _uniform(count, min_scale, 1.0, generator)
     log_ratio = _uniform(count, math.log(3 / 4), math.log(4 / 3), generator)
@@ -83,6 +85,11 @@ def random_resized_crop(
     theta[:, 0, 2] = center_x
     theta[:, 1, 1] = height
     theta[:, 1, 2] = center_y
+    if rotation > 0:
+        radians = _uniform(count, -rotation, rotation, generator) * math.pi / 180.0
+        turn = torch.stack([torch.stack([torch.cos(radians), -torch.sin(radians)], dim=1),
+                            torch.stack([torch.sin(radians), torch.cos(radians)], dim=1)], dim=1)
+        theta[:, :, :2] = theta[:, :, :2] @ turn
     return _warp(images, theta)
 
 
@@ -137,7 +144,7 @@ def random_grayscale(images: Tensor, probability: float, generator: torch.Genera
 
 def simclr_view(images: Tensor, settings: AugmentSettings, generator: torch.Generator) -> Tensor:
     """One SimCLR view: resized crop, flip, colour jitter (p=0.8), grayscale (p=0.2), normalise."""
-    views = random_resized_crop(images, settings.crop_min_scale, settings.hflip, generator)
+    views = random_resized_crop(images, settings.crop_min_scale, settings.hflip, generator, settings.rotation)
     views = color_jitter(views, settings.jitter_strength, 0.8, generator)
     views = random_grayscale(views, 0.2, generator)
     return normalize(views, settings)

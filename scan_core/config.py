@@ -48,6 +48,7 @@ class AugmentParams(Group):
     hflip: bool = True
     crop_min_scale: float = Field(0.2, gt=0, le=1)
     jitter_strength: float = Field(0.4, ge=0, le=1)
+    rotation: float = Field(0.0, ge=0, le=180)
     strong_ops: int = Field(4, ge=0, le=14)
     cutout_fraction: float = Field(0.5, ge=0, le=1)
 

@@ -14,12 +14,12 @@ from typing import Any
 AUTO = "auto"
 MAX_AUTO_IMAGE_SIZE = 64
 
-# Per training stage: images to see in all (epochs x number of images), the epoch range,
-# and the largest batch. The budgets are the digits recipe (1,797 images: 60 pretext, 40 scan
-# and 20 self-labeling epochs), which holds the number of optimiser steps about constant as
-# data sets grow; the epoch floors keep large data sets from being trained for a token pass.
+# Per training stage: images to see in all (epochs x number of images) and the epoch range.
+# The budgets are the digits recipe (1,797 images: 100 pretext, 40 scan and 20 self-labeling
+# epochs), which holds the number of optimiser steps about constant as data sets grow; the
+# epoch floors keep large data sets from being trained for a token pass.
 EPOCH_BUDGETS: dict[str, tuple[int, int, int]] = {
-    "pretext": (108_000, 20, 500),
+    "pretext": (180_000, 20, 500),
     "scan": (72_000, 10, 100),
     "selflabel": (36_000, 5, 200),
 }

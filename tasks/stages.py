@@ -37,7 +37,8 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "pretext",
-            params=("pretext", "augment.hflip", "augment.crop_min_scale", "augment.jitter_strength"),
+            params=("pretext", "augment.hflip", "augment.crop_min_scale", "augment.jitter_strength",
+                    "augment.rotation"),
             code=("tasks/pretext.py", "scan_core/training/pretext.py", "scan_core/losses.py", *TRAINING_CODE,
                   *AUTO_SETTINGS_CODE),
             inputs=("prepare",),

@@ -190,3 +190,17 @@ def test_weak_view_shifts_by_at_most_an_eighth() -> None:
         shifts.append(max(abs(rows.float().mean() - 15.5), abs(cols.float().mean() - 15.5)))
     assert max(shifts) <= 4.5
     assert max(shifts) > 2.0  # it does shift
+
+
+def test_simclr_rotation_zero_draws_nothing_extra_and_positive_turns_the_view() -> None:
+    from scan_core.augment import random_resized_crop
+
+    images = torch.zeros(64, 1, 16, 16)
+    images[:, :, :, 7:9] = 1.0  # a vertical bar
+    plain_generator, zero_generator = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    plain = random_resized_crop(images, 1.0, False, plain_generator)
+    assert torch.equal(random_resized_crop(images, 1.0, False, zero_generator, rotation=0.0), plain)
+    assert torch.equal(plain_generator.get_state(), zero_generator.get_state())
+    turned = random_resized_crop(images, 1.0, False, torch.Generator().manual_seed(3), rotation=30.0)
+    columns_hit = (turned[:, 0] > 0.1).any(dim=1).sum(dim=1)  # a slanted bar spans more columns
+    assert (columns_hit > (plain[:, 0] > 0.1).any(dim=1).sum(dim=1)).float().mean() > 0.5

@@ -21,9 +21,9 @@ def test_image_size_is_the_images_own_side_capped_at_64() -> None:
 
 
 def test_epochs_reproduce_the_digits_recipe_and_shrink_with_more_images() -> None:
-    assert [auto_epochs(stage, 1797) for stage in ("pretext", "scan", "selflabel")] == [60, 40, 20]
-    assert auto_epochs("pretext", 5000) == 22
-    assert auto_epochs("pretext", 60000) == 20  # the floor
+    assert [auto_epochs(stage, 1797) for stage in ("pretext", "scan", "selflabel")] == [100, 40, 20]
+    assert auto_epochs("pretext", 5000) == 36
+    assert auto_epochs("pretext", 100_000) == 20  # the floor
     assert auto_epochs("pretext", 10) == 500  # the ceiling
     assert auto_epochs("scan", 100) == 100
 

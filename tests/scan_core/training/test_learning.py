@@ -4,8 +4,8 @@ self-labeling does not undo it.
 The fixture is scikit-learn's 1,797 8x8 digits. Neighbors are mined on standardised raw
 pixels (95 % pure at k = 5, no pretext training needed, so the test takes about a minute),
 the backbone starts from random weights, and the baseline is k-means on the same pixels.
-The bars leave room for another CPU's rounding: the margins measured here are in the
-module docstring of the closing note and the README.
+Another CPU rounds differently and so behaves like another seed; the bars sit below the
+lowest of the seeds measured on the development machine (see ``SEED_RESULTS``).
 """
 
 from __future__ import annotations
@@ -47,18 +47,20 @@ def digits() -> dict:
 
 @pytest.fixture(scope="module")
 def trained(digits: dict) -> dict:
-    torch.manual_seed(0)
+    return train_and_score(digits, seed=0)
+
+
+def train_and_score(digits: dict, seed: int) -> dict:
+    torch.manual_seed(seed)
     settings = ScanSettings(num_clusters=10, num_heads=5, num_neighbors=NUM_NEIGHBORS, entropy_weight=5.0,
-                            epochs=25, batch_size=128, lr=1e-3, seed=0)
+                            epochs=25, batch_size=128, lr=1e-3, seed=seed)
     model, history, selection = train_scan(build_backbone("small_cnn", 1), digits["images"], digits["neighbors"],
                                            settings, digits["augment"], TrainingCheckpoint(None, "unused"), CPU,
                                            progress=False)
     scan_acc = _accuracy(model, digits)
-    model, _ = train_selflabel(model, digits["images"], SelflabelSettings(epochs=8, batch_size=256, seed=0),
+    model, _ = train_selflabel(model, digits["images"], SelflabelSettings(epochs=8, batch_size=256, seed=seed),
                                digits["augment"], TrainingCheckpoint(None, "unused"), CPU, progress=False)
-    result = {"scan": scan_acc, "selflabel": _accuracy(model, digits), "history": history}
-    print("LEARNING", digits["purity"], digits["kmeans_acc"], result["scan"], result["selflabel"], selection)
-    return result
+    return {"scan": scan_acc, "selflabel": _accuracy(model, digits), "history": history}
 
 
 def _accuracy(model: torch.nn.Module, digits: dict) -> float:
