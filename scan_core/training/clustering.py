@@ -173,9 +173,6 @@ def train_scan(
         epochs.set_postfix(loss=f"{total:.3f}", agreement=f"{record['neighbor_agreement']:.3f}")
         if on_epoch:
             on_epoch(epoch + 1, record)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        model.keep_head(best["head"])
-    else:  # no epoch to train (resumed at the end without a stored choice)
-        model.keep_head(int(head_losses(predict_probabilities(model, images, augment, 512, device), neighbors).argmin()))
+    model.load_state_dict(best_state)  # epochs >= 1, and a resumed checkpoint carries its choice
+    model.keep_head(best["head"])
     return model, history, {**best, "heads": settings.num_heads}
