@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## run: the whole pipeline on the embedded digits data set (dvc repro), then print the metrics
 run: $(VENV)/.installed
-	dvc repro
+	python -m flows.server dvc repro
 	dvc metrics show
 
 ## test: the test suite

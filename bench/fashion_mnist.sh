@@ -4,7 +4,7 @@
 # files elsewhere (FASHION_MNIST_ROOT). Run from the project root with the venv active.
 set -euo pipefail
 root=${FASHION_MNIST_ROOT:-/usr/share/datasets/fashion-mnist}
-dvc exp run -n fashion-mnist-cpu \
+python -m flows.server dvc exp run -n fashion-mnist-cpu \
   -S data.name=fashion_mnist -S "data.root=$root" -S data.image_size=16 \
   -S data.train_split=test -S data.eval_split=test \
   -S augment.hflip=true -S augment.crop_min_scale=0.4 -S augment.cutout_fraction=0.375 \

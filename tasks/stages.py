@@ -61,9 +61,10 @@ STAGES: dict[str, StageSpec] = {
         StageSpec(
             "scan",
             params=("scan", "augment.hflip", "augment.strong_ops", "augment.cutout_fraction"),
-            code=("tasks/scan.py", "scan_core/training/clustering.py", "scan_core/losses.py", "scan_core/health.py",
+            code=("tasks/scan.py", "scan_core/training/clustering.py", "scan_core/training/warm_start.py",
+                  "scan_core/losses.py", "scan_core/health.py",
                   *TRAINING_CODE, *AUTO_SETTINGS_CODE),
-            inputs=("prepare", "pretext", "mine"),
+            inputs=("prepare", "pretext", "embed", "mine"),
             outputs=("artifacts/scan",),
         ),
         StageSpec(

@@ -14,6 +14,7 @@ from scan_core.models import ContrastiveModel, build_backbone
 from scan_core.mining import neighbor_matrix
 from scan_core.evaluation import cluster_metrics
 from scan_core.training.clustering import ScanSettings, train_scan
+from scan_core.training.warm_start import kmeans_partitions
 from scan_core.training.selflabel import SelflabelSettings, train_selflabel
 from scan_core.training.common import predict_probabilities
 
@@ -30,6 +31,7 @@ scan_kw.update(variant.get("scan", {}))
 sl_kw = dict(threshold=0.99, epochs=20, batch_size=256, lr=1e-4); sl_kw.update(variant.get("selflabel", {}))
 torch.set_num_threads(2)
 probe = lambda p: {"acc": cluster_metrics(labels, p.argmax(1).numpy())["acc"]}
+probe_labels = lambda c: cluster_metrics(labels, c)["acc"]
 rows = []
 for seed in seeds:
     t = time.time()
@@ -37,8 +39,13 @@ for seed in seeds:
     cm = ContrastiveModel(build_backbone("small_cnn", 1), 128); cm.load_state_dict(torch.load(cache / f"pretext_s{pseed}.pt"))
     _, nb = neighbor_matrix(pd.read_parquet(cache / (("nbbb" if variant.get("backbone_neighbors") else "nb") + f"_s{pseed}.parquet")), scan_kw["num_neighbors"])
     nb = torch.from_numpy(nb)
+    initial = None
+    if variant.get("init") == "kmeans":
+        initial = kmeans_partitions(np.load(cache / f"emb_s{pseed}.npy"), scan_kw["num_clusters"], scan_kw["num_heads"], seed)
+        print("k-means partitions ACC:", [round(probe_labels(c), 3) for c in initial.numpy()], flush=True)
     model, hist, sel = train_scan(cm.backbone, images, nb, ScanSettings(seed=seed, **scan_kw), aug,
-                                  TrainingCheckpoint(None, "x"), torch.device("cpu"), progress=False, probe=probe)
+                                  TrainingCheckpoint(None, "x"), torch.device("cpu"), progress=False, probe=probe,
+                                  initial_clusters=initial)
     scan_probs = predict_probabilities(model, images, aug, 512, torch.device("cpu"))[0]
     np.save(study / f"pred_{name}_{tag}_s{seed}.npy", scan_probs.argmax(1).numpy())
     scan_acc = probe(scan_probs)["acc"]

@@ -17,6 +17,7 @@ from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.health import label_free_health
 from scan_core.losses import PROBABILITY_FLOOR, scan_loss
 from scan_core.models import ClusteringModel
+from scan_core.training.warm_start import warm_start_heads
 from scan_core.training.common import (
     EpochCallback,
     check_finite,
@@ -39,6 +40,7 @@ class ScanSettings:
     lr: float = 1e-4
     weight_decay: float = 1e-4
     update_backbone: bool = True
+    init: str = "kmeans"
     seed: int = 0
 
 
@@ -113,6 +115,7 @@ def train_scan(
     on_epoch: EpochCallback | None = None,
     progress: bool = True,
     probe: ProbabilityProbe | None = None,
+    initial_clusters: Tensor | None = None,
 ) -> tuple[ClusteringModel, list[dict[str, float]], dict]:
     """Train the clustering heads (and the backbone unless frozen) and keep the best head
     *and epoch*: after every epoch each head's SCAN loss with entropy weight 1 over all mined
@@ -121,10 +124,14 @@ def train_scan(
     ``neighbors[i]`` are the row indices (into ``images``) of image i's nearest neighbors.
     ``probe`` sees the chosen head's probabilities each epoch and adds its numbers to the
     history (for reporting, e.g. ACC against labels; it never influences the choice).
+    ``initial_clusters`` (``[num_heads, N]``, e.g. k-means partitions of the pretext
+    embeddings) warm-starts the heads (``warm_start_heads``).
     Returns the model, per-epoch history, and the selection (epoch, head, criterion).
     """
     seed_everything(settings.seed)
     model = ClusteringModel(backbone, settings.num_clusters, settings.num_heads).to(device)
+    if initial_clusters is not None:
+        warm_start_heads(model, images, augment, device, initial_clusters)
     if not settings.update_backbone:
         model.backbone.requires_grad_(False)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
