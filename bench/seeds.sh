@@ -17,6 +17,7 @@ rm -f "$out"/seed-*.json
 for seed in $(seq 0 $((count - 1))); do
   start=$(date +%s)
   python -m flows.server dvc exp run --force -n "seed-$seed" -S "pretext.seed=$seed" -S "scan.seed=$seed" -S "selflabel.seed=$seed" "$@"
+  mkdir -p "$out"  # dvc exp run may have removed the emptied folder from the workspace
   python - "$out/seed-$seed.json" "$(( $(date +%s) - start ))" <<'PY'
 import json, sys
 metrics = json.load(open("metrics/evaluate.json"))

@@ -25,6 +25,7 @@ from scan_core.models import build_backbone
 from scan_core.training.clustering import ScanSettings, train_scan
 from scan_core.training.common import predict_probabilities
 from scan_core.training.selflabel import SelflabelSettings, train_selflabel
+from scan_core.training.warm_start import kmeans_partitions
 
 CPU = torch.device("cpu")
 NUM_NEIGHBORS = 5
@@ -41,7 +42,7 @@ def digits() -> dict:
     scaled = images.float() / 255.0
     augment = AugmentSettings(mean=(float(scaled.mean()),), std=(float(scaled.std()),), hflip=False,
                               strong_ops=2, cutout_fraction=0.25)
-    return {"images": images, "labels": data.target, "neighbors": torch.from_numpy(neighbors),
+    return {"images": images, "labels": data.target, "neighbors": torch.from_numpy(neighbors), "pixels": data.data,
             "purity": neighbor_purity(table, data.target, [NUM_NEIGHBORS])[NUM_NEIGHBORS],
             "kmeans_acc": cluster_metrics(data.target, kmeans)["acc"], "augment": augment}
 
@@ -51,15 +52,18 @@ def trained(digits: dict) -> dict:
     return train_and_score(digits, seed=0)
 
 
-def train_and_score(digits: dict, seed: int) -> dict:
+def train_and_score(digits: dict, seed: int, initial_clusters: torch.Tensor | None = None,
+                    selflabel_epochs: int = 8) -> dict:
     torch.manual_seed(seed)
     settings = ScanSettings(num_clusters=10, num_heads=5, num_neighbors=NUM_NEIGHBORS, entropy_weight=5.0,
                             epochs=25, batch_size=128, lr=1e-3, seed=seed)
     model, history, selection = train_scan(build_backbone("small_cnn", 1), digits["images"], digits["neighbors"],
                                            settings, digits["augment"], TrainingCheckpoint(None, "unused"), CPU,
-                                           progress=False)
+                                           progress=False, initial_clusters=initial_clusters)
     scan_acc = _accuracy(model, digits)
-    model, _ = train_selflabel(model, digits["images"], SelflabelSettings(epochs=8, batch_size=256, seed=seed),
+    if selflabel_epochs == 0:
+        return {"scan": scan_acc, "history": history}
+    model, _ = train_selflabel(model, digits["images"], SelflabelSettings(epochs=selflabel_epochs, batch_size=256, seed=seed),
                                digits["augment"], TrainingCheckpoint(None, "unused"), CPU, progress=False)
     return {"scan": scan_acc, "selflabel": _accuracy(model, digits), "history": history}
 
@@ -87,3 +91,11 @@ def test_scan_ends_with_neighbors_agreeing_and_balanced_clusters(trained: dict) 
     last = trained["history"][-1]
     assert last["neighbor_agreement"] > 0.8
     assert last["balance"] > 0.9
+
+
+def test_scan_started_from_kmeans_partitions_learns_past_them(digits: dict) -> None:
+    partitions = kmeans_partitions(digits["pixels"], num_clusters=10, count=5, seed=0)
+    best_start = max(cluster_metrics(digits["labels"], partition.numpy())["acc"] for partition in partitions)
+    warm = train_and_score(digits, seed=0, initial_clusters=partitions, selflabel_epochs=0)
+    assert warm["scan"] >= 0.83
+    assert warm["scan"] >= best_start + 0.03
