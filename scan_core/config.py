@@ -74,9 +74,9 @@ class MineParams(Group):
 
 
 class ScanParams(Group):
-    num_neighbors: int = Field(20, ge=1)
+    num_neighbors: int = Field(20, ge=0)
     entropy_weight: float = Field(5.0, ge=0)
-    num_clusters: int = Field(10, ge=2)
+    num_clusters: auto_or_int(2) = 10  # type: ignore[valid-type]
     num_heads: int = Field(1, ge=1)
     epochs: auto_or_int(1) = "auto"  # type: ignore[valid-type]
     batch_size: auto_or_int(2) = "auto"  # type: ignore[valid-type]
@@ -84,6 +84,7 @@ class ScanParams(Group):
     weight_decay: float = Field(1e-4, ge=0)
     update_backbone: bool = True
     init: Literal["kmeans", "random"] = "kmeans"
+    augmentation: Literal["strong", "simclr"] = "strong"
     seed: int = Field(0, ge=0)
 
 
@@ -190,7 +191,7 @@ def check_against_data(params: Params, num_train_images: int) -> None:
     if params.mine.topk >= num_train_images:
         problems.append(f"mine.topk = {params.mine.topk} is invalid: it must be below the number of "
                         f"training images ({num_train_images})")
-    if params.scan.num_clusters > num_train_images:
+    if params.scan.num_clusters != "auto" and params.scan.num_clusters > num_train_images:
         problems.append(f"scan.num_clusters = {params.scan.num_clusters} is invalid: there are only "
                         f"{num_train_images} training images")
     if problems:

@@ -23,6 +23,9 @@ EPOCH_BUDGETS: dict[str, tuple[int, int, int]] = {
     "scan": (72_000, 10, 100),
     "selflabel": (36_000, 5, 200),
 }
+# scan.num_clusters auto: counts tried, 2 up to 50 and at most one cluster per 10 images.
+MAX_AUTO_CLUSTERS = 50
+IMAGES_PER_AUTO_CLUSTER = 10
 MAX_BATCH_SIZES = {"pretext": 256, "scan": 128, "selflabel": 256}
 MIN_BATCH_SIZE = 16
 
@@ -44,6 +47,11 @@ def auto_batch_size(stage: str, num_images: int) -> int:
     largest = MAX_BATCH_SIZES[stage]
     fitting = 2 ** int(math.floor(math.log2(max(num_images // 4, 1))))
     return max(MIN_BATCH_SIZE, min(largest, fitting))
+
+
+def auto_cluster_counts(num_images: int) -> range:
+    """The cluster counts ``scan.num_clusters: auto`` chooses among."""
+    return range(2, max(2, min(MAX_AUTO_CLUSTERS, num_images // IMAGES_PER_AUTO_CLUSTER)) + 1)
 
 
 def resolve_stage(stage: str, values: dict[str, Any], num_images: int) -> dict[str, Any]:

@@ -15,45 +15,56 @@ def contingency(labels: np.ndarray, predictions: np.ndarray, num_clusters: int, 
     return counts
 
 
-def match_clusters(labels: np.ndarray, predictions: np.ndarray, num_clusters: int | None = None) -> np.ndarray:
-    """A class for every cluster: one-to-one Hungarian matching, or each cluster's majority
-    class when there are more clusters than classes (overclustering, many-to-one)."""
+def match_clusters(labels: np.ndarray, predictions: np.ndarray, num_clusters: int | None = None,
+                   many_to_one: bool = False) -> np.ndarray:
+    """A class for every cluster. One-to-one (Hungarian, the paper's ACC): with more clusters
+    than classes the clusters left unmatched get -1 and count as wrong. Many-to-one: each
+    cluster takes its majority class, the fair score for overclustering."""
     num_classes = int(labels.max()) + 1
     num_clusters = max(num_clusters or 0, int(predictions.max()) + 1)
     counts = contingency(labels, predictions, num_clusters, num_classes)
-    if num_clusters > num_classes:
+    if many_to_one:
         return counts.argmax(axis=1)
     clusters, classes = linear_sum_assignment(counts, maximize=True)
-    mapping = np.zeros(num_clusters, dtype=np.int64)
+    mapping = np.full(num_clusters, -1, dtype=np.int64)
     mapping[clusters] = classes
     return mapping
 
 
 def cluster_metrics(
-    labels: np.ndarray, predictions: np.ndarray, probabilities: np.ndarray | None = None
+    labels: np.ndarray, predictions: np.ndarray, probabilities: np.ndarray | None = None,
+    num_classes: int | None = None,
 ) -> dict[str, float]:
-    """ACC (after matching clusters to classes), NMI, ARI and, with probabilities over more
-    than 5 clusters, top-5 accuracy (a class counts when any of its matched clusters is
-    among the five most probable)."""
+    """ACC (one-to-one Hungarian matching), NMI, ARI; with more clusters than classes also
+    ``acc_many_to_one`` (each cluster to its majority class), reported beside ACC, never in
+    its place; with probabilities over more than 5 clusters top-5 accuracy (a class counts
+    when any cluster standing for it is among the five most probable)."""
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(predictions, dtype=np.int64)
-    num_clusters = probabilities.shape[1] if probabilities is not None else None
+    num_clusters = probabilities.shape[1] if probabilities is not None else int(predictions.max()) + 1
+    num_classes = max(num_classes or 0, int(labels.max()) + 1)
+    overclustered = num_clusters > num_classes
     mapping = match_clusters(labels, predictions, num_clusters)
     metrics = {
         "acc": float((mapping[predictions] == labels).mean()),
         "nmi": float(normalized_mutual_info_score(labels, predictions)),
         "ari": float(adjusted_rand_score(labels, predictions)),
     }
+    if overclustered:
+        majority = match_clusters(labels, predictions, num_clusters, many_to_one=True)
+        metrics["acc_many_to_one"] = float((majority[predictions] == labels).mean())
     if probabilities is not None and probabilities.shape[1] > 5:
+        top5_mapping = majority if overclustered else mapping
         top5_clusters = np.argsort(-probabilities, axis=1)[:, :5]
-        metrics["top5"] = float((mapping[top5_clusters] == labels[:, None]).any(axis=1).mean())
+        metrics["top5"] = float((top5_mapping[top5_clusters] == labels[:, None]).any(axis=1).mean())
     return metrics
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_clusters: int) -> np.ndarray:
-    """Row-normalised ``[true class, matched class]`` confusion after cluster matching."""
-    mapping = match_clusters(labels, predictions, num_clusters)
+    """Row-normalised ``[true class, matched class]`` confusion after cluster matching
+    (many-to-one when there are more clusters than classes, so every image has a class)."""
     num_classes = int(labels.max()) + 1
+    mapping = match_clusters(labels, predictions, num_clusters, many_to_one=num_clusters > num_classes)
     counts = contingency(mapping[predictions], labels, num_classes, num_classes)
     return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
 

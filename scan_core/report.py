@@ -57,6 +57,19 @@ def plot_training_curves(curves: dict[str, list[float]], path: Path) -> None:
     _save(figure, path)
 
 
+def plot_cluster_count_curve(curve: dict[str, float], chosen: int, criterion: str, path: Path) -> None:
+    """The label-free criterion behind ``scan.num_clusters: auto``, with the chosen count marked."""
+    counts = [int(count) for count in curve]
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    axis.plot(counts, list(curve.values()), marker=".")
+    axis.axvline(chosen, color="tab:red", linestyle="--", label=f"chosen: {chosen}")
+    axis.set_xlabel("number of clusters")
+    axis.set_ylabel("modularity")
+    axis.set_title(criterion, fontsize=8)
+    axis.legend()
+    _save(figure, path)
+
+
 def prototype_indices(embeddings: np.ndarray, predictions: np.ndarray, confidence: np.ndarray,
                       per_cluster: int, num_clusters: int) -> list[np.ndarray]:
     """Per cluster, its most confident images closest to the cluster's mean embedding."""
@@ -91,12 +104,15 @@ def plot_prototypes(images: np.ndarray, prototypes: list[np.ndarray], path: Path
     _save(figure, path)
 
 
+METRIC_COLUMNS = {"acc": "ACC", "acc_many_to_one": "ACC many-to-one", "nmi": "NMI", "ari": "ARI", "top5": "TOP5"}
+
+
 def markdown_report(title: str, metrics: dict, pictures: list[str], notes: list[str]) -> str:
     lines = [f"# {title}", ""]
     rows = [(name, values) for name, values in metrics.items() if isinstance(values, dict) and "acc" in values]
     if rows:
-        keys = [key for key in ("acc", "nmi", "ari", "top5") if any(key in values for _, values in rows)]
-        lines += ["| model | " + " | ".join(key.upper() for key in keys) + " |",
+        keys = [key for key in METRIC_COLUMNS if any(key in values for _, values in rows)]
+        lines += ["| model | " + " | ".join(METRIC_COLUMNS[key] for key in keys) + " |",
                   "|---|" + "---|" * len(keys)]
         lines += [f"| {name} | " + " | ".join(f"{values[key]:.4f}" if key in values else "" for key in keys) + " |"
                   for name, values in rows]

@@ -15,6 +15,7 @@ from scan_core.health import health_warning, label_free_health
 from scan_core.predictions import probability_matrix
 from scan_core.report import (
     markdown_report,
+    plot_cluster_count_curve,
     plot_cluster_sizes,
     plot_confusion,
     plot_prototypes,
@@ -79,9 +80,11 @@ def evaluate(params: dict, inputs: dict) -> None:
     if labels is not None:
         labels = labels[rows]
         for name, predicted in predictions.items():
-            metrics[name] = _rounded(cluster_metrics(labels, predicted, probabilities.get(name)))
+            metrics[name] = _rounded(cluster_metrics(labels, predicted, probabilities.get(name),
+                                                     len(prepared.info["class_names"])))
         if num_clusters > len(prepared.info["class_names"]):
-            notes.append("more clusters than classes: ACC maps each cluster to its majority class (many-to-one)")
+            notes.append("more clusters than classes: ACC matches clusters to classes one-to-one (clusters left "
+                         "unmatched count as wrong); ACC many-to-one maps each cluster to its majority class")
     else:
         notes.append("no labels were found: the metrics report cluster sizes and confidence only")
     for name, probs in probabilities.items():
@@ -116,6 +119,11 @@ def evaluate(params: dict, inputs: dict) -> None:
         curves["selflabel confident images"] = [record["confident"] for record in selflabel_history]
     plot_training_curves(curves, PLOTS_DIR / "training.png")
     pictures += ["../plots/cluster_sizes.png", "../plots/training.png"]
+    if estimate := summaries["scan"].get("num_clusters_estimate"):
+        notes.append(f"scan.num_clusters auto: {estimate['chosen']} clusters ({estimate['criterion']})")
+        plot_cluster_count_curve(estimate["curve"], estimate["chosen"], estimate["criterion"],
+                                 PLOTS_DIR / "num_clusters.png")
+        pictures.append("../plots/num_clusters.png")
     if settings["prototypes"] > 0:
         selflabel_probs = probabilities["selflabel"]
         prototypes = prototype_indices(embeddings, predictions["selflabel"], selflabel_probs.max(axis=1),

@@ -11,7 +11,8 @@ import torch
 from prefect import get_run_logger
 
 from scan_core.checkpoint import TrainingCheckpoint, atomic_path, atomic_write_text
-from scan_core.defaults import describe_auto, resolve_stage
+from scan_core.cluster_count import CRITERION, estimate_num_clusters
+from scan_core.defaults import AUTO, auto_cluster_counts, describe_auto, resolve_stage
 from scan_core.mining import neighbor_matrix
 from scan_core.model_files import load_contrastive_model, save_model
 from scan_core.predictions import predictions_table
@@ -62,6 +63,15 @@ def scan(params: dict, inputs: dict) -> None:
     prepared = load_prepared()
     values = group(params, "scan")
     resolved = resolve_stage("scan", values, len(prepared.train_rows))
+    embeddings = np.load(EMBEDDINGS_FILE)[prepared.train_rows]
+    estimate = None
+    if values["num_clusters"] == AUTO:
+        estimate = estimate_num_clusters(embeddings, training_neighbors(prepared).numpy(),
+                                         auto_cluster_counts(len(prepared.train_rows)), values["seed"])
+        resolved["num_clusters"] = estimate.chosen
+        logger.info("scan.num_clusters auto: %d clusters, the fewest within %.0f%% of the best %s (%s)",
+                    estimate.chosen, 100 * estimate.tolerance, CRITERION,
+                    ", ".join(f"{count}: {value:.3f}" for count, value in estimate.curve.items()))
     logger.info(describe_auto("scan", values, resolved))
     settings = ScanSettings(**resolved)
     train_images = prepared.images[prepared.train_rows]
@@ -70,12 +80,12 @@ def scan(params: dict, inputs: dict) -> None:
     pretext_model, pretext_description = load_contrastive_model(PRETEXT_MODEL_FILE)
     initial_clusters = None
     if settings.init == "kmeans":
-        initial_clusters = kmeans_partitions(np.load(EMBEDDINGS_FILE)[prepared.train_rows], settings.num_clusters,
-                                             settings.num_heads, settings.seed)
+        initial_clusters = kmeans_partitions(embeddings, settings.num_clusters, settings.num_heads, settings.seed)
     model, history, selection = train_scan(
         pretext_model.backbone,
         train_images,
-        training_neighbors(prepared, settings.num_neighbors),
+        training_neighbors(prepared, settings.num_neighbors) if settings.num_neighbors
+        else torch.arange(len(prepared.train_rows))[:, None],  # K = 0: each image is its own neighbor
         settings,
         augment,
         checkpoint,
@@ -95,6 +105,8 @@ def scan(params: dict, inputs: dict) -> None:
     probabilities = write_predictions(PREDICTIONS_FILE, model, prepared, augment)
     report = collapse_report(torch.from_numpy(probabilities[prepared.train_rows]))
     summary = {"settings": resolved, "selection": selection, **report, "history": history}
+    if estimate is not None:
+        summary["num_clusters_estimate"] = estimate.as_dict()
     if (warning := collapse_warning(report, settings.num_clusters)) is not None:
         logger.warning(warning)
         summary["warning"] = warning

@@ -60,9 +60,10 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "scan",
-            params=("scan", "augment.hflip", "augment.strong_ops", "augment.cutout_fraction"),
+            params=("scan", "augment.hflip", "augment.strong_ops", "augment.cutout_fraction",
+                    "augment.crop_min_scale", "augment.jitter_strength", "augment.rotation"),
             code=("tasks/scan.py", "scan_core/training/clustering.py", "scan_core/training/warm_start.py",
-                  "scan_core/losses.py", "scan_core/health.py",
+                  "scan_core/cluster_count.py", "scan_core/losses.py", "scan_core/health.py",
                   *TRAINING_CODE, *AUTO_SETTINGS_CODE),
             inputs=("prepare", "pretext", "embed", "mine"),
             outputs=("artifacts/scan",),

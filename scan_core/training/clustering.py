@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from scan_core.augment import AugmentSettings, strong_view, to_float
+from scan_core.augment import AugmentSettings, simclr_view, strong_view, to_float
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.health import label_free_health
 from scan_core.losses import PROBABILITY_FLOOR, scan_loss
@@ -29,6 +29,10 @@ from scan_core.training.common import (
 )
 
 
+# SCAN's augmentation (the paper's ablation compares its strong one with SimCLR's).
+VIEWS = {"strong": strong_view, "simclr": simclr_view}
+
+
 @dataclass(frozen=True)
 class ScanSettings:
     num_clusters: int = 10
@@ -41,6 +45,7 @@ class ScanSettings:
     weight_decay: float = 1e-4
     update_backbone: bool = True
     init: str = "kmeans"
+    augmentation: str = "strong"
     seed: int = 0
 
 
@@ -142,6 +147,7 @@ def train_scan(
     batch_size = min(settings.batch_size, len(images))
     epochs = tqdm(range(start_epoch, settings.epochs), desc="scan", disable=not progress,
                   initial=start_epoch, total=settings.epochs)
+    view = VIEWS[settings.augmentation]
     for epoch in epochs:
         model.train()
         if not settings.update_backbone:
@@ -152,7 +158,7 @@ def train_scan(
         for step, anchors in enumerate(index_batches(len(images), batch_size, generator, drop_last=True)):
             partners = sample_neighbors(neighbors, anchors, generator)
             pair = torch.cat([to_float(images[anchors]), to_float(images[partners])])
-            logits = model(strong_view(pair, augment, generator).to(device))
+            logits = model(view(pair, augment, generator).to(device))
             anchor_logits, neighbor_logits = logits.chunk(2, dim=1)
             head_terms = [scan_loss(a, n, settings.entropy_weight) for a, n in zip(anchor_logits, neighbor_logits)]
             loss = torch.stack([terms[0] for terms in head_terms]).sum()

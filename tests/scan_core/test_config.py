@@ -119,9 +119,10 @@ def test_size_dependent_limits_name_key_value_and_image_count() -> None:
     with pytest.raises(ParamsError) as caught:
         check_against_data(params, 8)
     assert "mine.topk = 20" in str(caught.value) and "scan.num_clusters = 10" in str(caught.value)
+    check_against_data(validate_params({"mine": {"topk": 5}, "scan": {"num_neighbors": 5, "num_clusters": "auto"}}), 8)
 
 
-@pytest.mark.parametrize("key", ["data.image_size", "pretext.epochs", "pretext.batch_size", "scan.epochs",
+@pytest.mark.parametrize("key", ["data.image_size", "pretext.epochs", "pretext.batch_size", "scan.epochs", "scan.num_clusters",
                                  "scan.batch_size", "selflabel.epochs", "selflabel.batch_size"])
 def test_auto_keys_take_auto_or_a_number_and_say_so_when_neither(key: str) -> None:
     group, name = key.split(".")

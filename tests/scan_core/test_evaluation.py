@@ -47,23 +47,29 @@ def test_matching_is_one_to_one_and_optimal_not_greedy() -> None:
     np.testing.assert_array_equal(match_clusters(labels, predictions), [1, 0])
 
 
-def test_overclustering_maps_clusters_many_to_one() -> None:
+def test_overclustering_reports_many_to_one_beside_one_to_one() -> None:
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0])
     predictions = np.array([0, 0, 1, 1, 2, 2, 3, 3, 3])
-    # Four clusters, two classes: each cluster takes its majority class.
-    np.testing.assert_array_equal(match_clusters(labels, predictions), [0, 0, 1, 1])
-    assert cluster_metrics(labels, predictions)["acc"] == pytest.approx(8 / 9)
+    # Four clusters, two classes. Many-to-one: each cluster takes its majority class.
+    np.testing.assert_array_equal(match_clusters(labels, predictions, many_to_one=True), [0, 0, 1, 1])
+    # One-to-one: two clusters stay unmatched (-1) and their images count as wrong.
+    one_to_one = match_clusters(labels, predictions)
+    assert sorted(one_to_one.tolist()) == [-1, -1, 0, 1]
+    metrics = cluster_metrics(labels, predictions)
+    assert metrics["acc_many_to_one"] == pytest.approx(8 / 9)
+    assert metrics["acc"] == pytest.approx(4 / 9)
 
 
-def test_overclustering_is_decided_by_the_number_of_clusters_in_probabilities() -> None:
-    # Clusters 0..2 are used for 3 classes, but the model has 4 clusters: many-to-one, so
-    # clusters 0 and 1 may both stand for class 0. Without probabilities it is one-to-one.
+def test_many_to_one_is_reported_only_when_clusters_outnumber_classes() -> None:
     labels = np.array([0, 0, 0, 0, 1, 2])
     predictions = np.array([0, 0, 1, 1, 2, 2])
-    probabilities = np.eye(4)[predictions]
-    assert cluster_metrics(labels, predictions)["acc"] == pytest.approx(3 / 6)
-    assert cluster_metrics(labels, predictions, probabilities)["acc"] == pytest.approx(5 / 6)
-    np.testing.assert_array_equal(match_clusters(labels, predictions, 4)[:2], [0, 0])
+    assert "acc_many_to_one" not in cluster_metrics(labels, predictions)
+    # Clusters 0..2 are used for 3 classes, but the model has 4 clusters: overclustering.
+    with_probabilities = cluster_metrics(labels, predictions, np.eye(4)[predictions])
+    assert with_probabilities["acc"] == pytest.approx(3 / 6)
+    assert with_probabilities["acc_many_to_one"] == pytest.approx(5 / 6)
+    # A class missing from the evaluated labels still counts when the caller names it.
+    assert "acc_many_to_one" not in cluster_metrics(labels, predictions, np.eye(4)[predictions], num_classes=4)
 
 
 def _top5_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -142,3 +148,9 @@ def test_cluster_summary_reports_sizes_and_empty_clusters() -> None:
     assert summary["cluster_sizes"] == [2, 0, 3, 0]
     assert summary["nonempty_clusters"] == 2
     assert summary["mean_confidence"] == pytest.approx(0.7)
+
+
+def test_confusion_matrix_of_overclustering_maps_every_cluster_to_a_class() -> None:
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    predictions = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    np.testing.assert_allclose(confusion_matrix(labels, predictions, 4), np.eye(2))

@@ -24,3 +24,10 @@ def test_report_of_an_unlabeled_run_still_has_the_health_table() -> None:
     text = markdown_report("SCAN report", metrics, [], [])
     assert "| model | ACC" not in text
     assert "| scan | 0.900 | 0.990 |" in text
+
+
+def test_report_of_overclustering_shows_both_accuracies_side_by_side() -> None:
+    metrics = {"scan": {"acc": 0.6, "acc_many_to_one": 0.95, "nmi": 0.8, "ari": 0.7}}
+    text = markdown_report("SCAN report", metrics, [], [])
+    assert "| model | ACC | ACC many-to-one | NMI | ARI |" in text
+    assert "| scan | 0.6000 | 0.9500 | 0.8000 | 0.7000 |" in text

@@ -32,7 +32,9 @@ def test_kmeans_partitions_give_one_reproducible_partition_per_head() -> None:
 
 def test_each_head_learns_its_own_partition() -> None:
     torch.manual_seed(0)
-    images = torch.randint(0, 256, (120, 8, 8, 1), dtype=torch.uint8)
+    patterns = torch.randint(0, 256, (4, 8, 8, 1))
+    noise = torch.randint(-12, 13, (120, 8, 8, 1))
+    images = (patterns.repeat(30, 1, 1, 1) + noise).clamp(0, 255).to(torch.uint8)
     augment = AugmentSettings(mean=(0.5,), std=(0.25,), hflip=False)
     model = ClusteringModel(build_backbone("small_cnn", 1), num_clusters=4, num_heads=2)
     features = compute_features(model.backbone, images, augment, 64, CPU).numpy()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The paper's ablation (Table 1) on one data set, one pretext run reused by every row:
+# pretext + k-means; SCAN with SimCLR's augmentations; SCAN with strong augmentations;
+# + self-labeling; SCAN with K = 0 (each image paired with itself), 5 and 20 neighbors.
+#
+#   bash bench/ablation.sh NAME [extra dvc exp run args, e.g. the Fashion-MNIST recipe]
+#
+# Each row is a DVC experiment (ablation-NAME-<row>); only scan, selflabel and evaluate run
+# again between them. Writes bench/results/ablation-NAME.md and the per-row metrics beside it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${PREFECT_API_URL:-}" ]; then
+  exec python -m flows.server bash "$0" "$@"   # one Prefect server for all the rows
+fi
+name=${1:?usage: bash bench/ablation.sh NAME [dvc exp run args]}
+shift
+out=bench/results/ablation-$name
+declare -A rows=(
+  [strong]=""
+  [simclr]="-S scan.augmentation=simclr"
+  [k0]="-S scan.num_neighbors=0"
+  [k20]="-S scan.num_neighbors=20"
+)
+for row in strong simclr k0 k20; do
+  start=$(date +%s)
+  # shellcheck disable=SC2086
+  dvc exp run --force -n "ablation-$name-$row" "$@" ${rows[$row]}
+  mkdir -p "$out"
+  python - "$out/$row.json" "$(( $(date +%s) - start ))" <<'PY'
+import json, sys
+metrics = json.load(open("metrics/evaluate.json"))
+metrics["wall_seconds"] = int(sys.argv[2])
+json.dump(metrics, open(sys.argv[1], "w"), indent=1)
+PY
+done
+python bench/ablation_table.py "$out" | tee "$out.md"
