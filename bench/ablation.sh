@@ -23,8 +23,9 @@ declare -A rows=(
 )
 for row in strong simclr k0 k20; do
   start=$(date +%s)
+  dvc exp remove "ablation-$name-$row" >/dev/null 2>&1 || true  # rerunning replaces the row
   # shellcheck disable=SC2086
-  dvc exp run --force -n "ablation-$name-$row" "$@" ${rows[$row]}
+  dvc exp run -n "ablation-$name-$row" "$@" ${rows[$row]}
   mkdir -p "$out"
   python - "$out/$row.json" "$(( $(date +%s) - start ))" <<'PY'
 import json, sys

@@ -43,15 +43,19 @@ def wait_until_healthy(api_url: str, server: subprocess.Popen, timeout_s: float)
     raise RuntimeError(f"the Prefect server did not answer within {timeout_s:.0f} s; see {SERVER_LOG}")
 
 
-def stop(server: subprocess.Popen) -> None:
-    if server.poll() is not None:
-        return
-    os.killpg(server.pid, signal.SIGTERM)
+def stop_group(process: subprocess.Popen, first: signal.Signals = signal.SIGTERM, grace_s: float = 15) -> None:
+    """Send ``first`` to the process group led by ``process``; SIGKILL what is left after ``grace_s``."""
+    if process.poll() is None:
+        os.killpg(process.pid, first)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
     try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
+        os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group, even after the leader ended
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def _raise_on_sigterm(signum: int, frame: object) -> None:
@@ -59,16 +63,16 @@ def _raise_on_sigterm(signum: int, frame: object) -> None:
 
 
 def run_to_end(command: list[str], env: dict[str, str]) -> int:
-    """Run ``command`` and wait for it even when interrupted: Ctrl-C reaches it directly (same
-    process group), SIGTERM is passed on, so it can clean up before the server goes."""
-    child = subprocess.Popen(command, env=env)
+    """Run ``command`` in its own process group and wait for it. Ctrl-C and SIGTERM are passed
+    on to the whole group (DVC and the stage it runs), so nothing it started is left behind."""
+    child = subprocess.Popen(command, env=env, start_new_session=True)
     try:
         return child.wait()
     except KeyboardInterrupt:
-        return child.wait()
+        stop_group(child, signal.SIGINT)
+        return child.returncode
     except SystemExit:
-        child.terminate()
-        child.wait()
+        stop_group(child, signal.SIGTERM)
         raise
 
 
@@ -90,7 +94,7 @@ def run_with_server(command: list[str]) -> int:
                   flush=True)
             return run_to_end(command, {**os.environ, "PREFECT_API_URL": api_url})
         finally:
-            stop(server)
+            stop_group(server)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,22 +44,37 @@ def test_the_command_gets_a_live_server_that_stops_with_it(tmp_path: Path) -> No
     assert (tmp_path / ".scan_cache" / "prefect-server.log").exists()
 
 
-def test_sigterm_stops_the_command_and_the_server(tmp_path: Path) -> None:
-    command = f"{SHOW_URL}; import time; time.sleep(120)"
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_sigterm_stops_the_command_what_it_started_and_the_server(tmp_path: Path) -> None:
+    command = ("import subprocess; grandchild = subprocess.Popen(['sleep', '120']); "
+               f"print('grandchild', grandchild.pid, flush=True); {SHOW_URL}; grandchild.wait()")
     wrapper = subprocess.Popen([sys.executable, "-m", "flows.server", sys.executable, "-c", command], cwd=tmp_path,
                                env=_environment(tmp_path), stdout=subprocess.PIPE, text=True)
     try:
-        line = ""
-        while "child sees" not in line:
+        seen: dict[str, str] = {}
+        while "child" not in seen:
             line = wrapper.stdout.readline()
             assert line, "the wrapper ended before its command started"
-        api_url = line.split()[-1]
+            if line.startswith(("grandchild", "child")):
+                seen[line.split()[0]] = line.split()[-1]
+        grandchild, api_url = int(seen["grandchild"]), seen["child"]
         assert _answers(api_url)
         started = time.monotonic()
         wrapper.send_signal(signal.SIGTERM)
         assert wrapper.wait(timeout=30) == 128 + signal.SIGTERM
         assert time.monotonic() - started < 30
         assert not _answers(api_url)
+        deadline = time.monotonic() + 10
+        while _alive(grandchild) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(grandchild)
     finally:
         if wrapper.poll() is None:
             wrapper.kill()
