@@ -8,6 +8,7 @@ Sources:
            folder of real handwritten digits
 
     python bench/make_png_folder.py OUT [--source fashion|mnist5k] [--per-class 500] [--split test]
+    python bench/make_png_folder.py OUT --class-sizes 50,70,100,140,200,280,400,550,750,1000   # imbalanced
 """
 
 from __future__ import annotations
@@ -49,17 +50,22 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--source", choices=["fashion", "mnist5k"], default="fashion")
     parser.add_argument("--per-class", type=int, default=500)
+    parser.add_argument("--class-sizes", type=lambda text: [int(size) for size in text.split(",")],
+                        help="images per class, comma-separated in class order (overrides --per-class)")
     parser.add_argument("--split", default="test", help="Fashion-MNIST split")
     args = parser.parse_args()
     images, labels, class_names = fashion(args.split) if args.source == "fashion" else mnist5k()
-    for label, class_name in enumerate(class_names):
+    sizes = args.class_sizes or [args.per_class] * len(class_names)
+    if len(sizes) != len(class_names):
+        parser.error(f"--class-sizes names {len(sizes)} sizes for {len(class_names)} classes")
+    for label, (class_name, size) in enumerate(zip(class_names, sizes)):
         name = class_name.replace("/", "-").replace(" ", "_")
-        for index in np.flatnonzero(labels == label)[: args.per_class]:
+        for index in np.flatnonzero(labels == label)[:size]:
             image = Image.fromarray(images[index])
             for folder in (args.out / "with_classes" / name, args.out / "flat"):
                 folder.mkdir(parents=True, exist_ok=True)
                 image.save(folder / f"img_{index:05d}.png")
-    written = sum(min(args.per_class, int((labels == label).sum())) for label in range(len(class_names)))
+    written = sum(min(size, int((labels == label).sum())) for label, size in enumerate(sizes))
     print(f"wrote {written} PNG files to {args.out}/with_classes and {args.out}/flat")
 
 

@@ -77,12 +77,12 @@ def run_to_end(command: list[str], env: dict[str, str]) -> int:
 
 
 def run_with_server(command: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
     if os.environ.get("PREFECT_API_URL"):
         return run_to_end(command, dict(os.environ))
     SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)
     with open(SERVER_LOG, "w") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],

@@ -266,6 +266,24 @@ def test_scan_frozen_backbone_stays_unchanged(images, neighbors) -> None:
     assert not all(torch.equal(before[key], trained.backbone.state_dict()[key]) for key in before)
 
 
+@pytest.mark.parametrize("augmentation", ["strong", "simclr"])
+def test_scan_trains_on_the_view_its_settings_name(images, neighbors, augmentation, monkeypatch) -> None:
+    import scan_core.training.clustering as clustering
+
+    calls = {name: 0 for name in clustering.VIEWS}
+
+    def spy(name, view):
+        def counted(*args, **kwargs):
+            calls[name] += 1
+            return view(*args, **kwargs)
+        return counted
+
+    monkeypatch.setattr(clustering, "VIEWS", {name: spy(name, view) for name, view in clustering.VIEWS.items()})
+    settings = ScanSettings(**{**SCAN.__dict__, "epochs": 1, "augmentation": augmentation})
+    _scan(images, neighbors, settings)
+    assert calls[augmentation] > 0 and sum(calls.values()) == calls[augmentation]
+
+
 # ---------------------------------------------------------------- selflabel
 
 
