@@ -76,8 +76,12 @@ def test_sigterm_stops_the_command_what_it_started_and_the_server(tmp_path: Path
             time.sleep(0.2)
         assert not _alive(grandchild)
     finally:
-        if wrapper.poll() is None:
-            wrapper.kill()
+        if wrapper.poll() is None:  # a failed assertion: let the wrapper stop its server, too
+            wrapper.send_signal(signal.SIGTERM)
+            try:
+                wrapper.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                wrapper.kill()
 
 
 def test_an_existing_server_is_used_and_none_is_started(tmp_path: Path) -> None:
