@@ -15,11 +15,12 @@ fi
 name=${1:?usage: bash bench/ablation.sh NAME [dvc exp run args]}
 shift
 out=bench/results/ablation-$name
+# Only the strong row's self-labeling is in the table: the others skip it (selflabel.epochs=0).
 declare -A rows=(
   [strong]=""
-  [simclr]="-S scan.augmentation=simclr"
-  [k0]="-S scan.num_neighbors=0"
-  [k20]="-S scan.num_neighbors=20"
+  [simclr]="-S scan.augmentation=simclr -S selflabel.epochs=0"
+  [k0]="-S scan.num_neighbors=0 -S selflabel.epochs=0"
+  [k20]="-S scan.num_neighbors=20 -S selflabel.epochs=0"
 )
 for row in strong simclr k0 k20; do
   start=$(date +%s)
