@@ -1,12 +1,21 @@
-"""Nearest-neighbor mining: exact cosine top-k with faiss, stored as a long table."""
+"""Nearest-neighbor mining: exact cosine top-k (faiss, or torch without it), stored as a long table."""
 
 from __future__ import annotations
 
-import faiss
+import logging
+from types import ModuleType
+
 import numpy as np
 import pandas as pd
+import torch
 
 NEIGHBOR_COLUMNS = {"anchor": "int64", "rank": "int32", "neighbor": "int64", "similarity": "float32"}
+
+# The torch fallback scores one block of queries against every vector at a time; the
+# block holds at most this many similarities (128 MiB of float32), whatever the data size.
+SEARCH_BLOCK_ELEMENTS = 1 << 25
+
+logger = logging.getLogger(__name__)
 
 
 def l2_normalize(features: np.ndarray) -> np.ndarray:
@@ -14,22 +23,67 @@ def l2_normalize(features: np.ndarray) -> np.ndarray:
     return (features / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def mine_neighbors(embeddings: np.ndarray, topk: int, ids: np.ndarray | None = None) -> pd.DataFrame:
+def _faiss() -> ModuleType | None:
+    """The faiss module, or None when neither the ``cpu`` nor the ``gpu`` extra is installed."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+def faiss_search(vectors: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-``count`` of every row of ``vectors`` against all rows, with
+    faiss (on all GPUs when faiss-gpu is installed): ``(similarities[N, count], indices[N, count])``."""
+    faiss = _faiss()
+    if faiss is None:
+        raise ImportError('faiss is not installed: pip install -e ".[cpu]" (or ".[gpu]" on a CUDA machine)')
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    if hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:  # faiss-gpu installed (the gpu extra)
+        index = faiss.index_cpu_to_all_gpus(index)
+    index.add(vectors)
+    return index.search(vectors, count)
+
+
+@torch.no_grad()
+def torch_search(vectors: np.ndarray, count: int, device: torch.device | str = "cpu",
+                 block_elements: int = SEARCH_BLOCK_ELEMENTS) -> tuple[np.ndarray, np.ndarray]:
+    """The same exact search as :func:`faiss_search`, in torch on ``device``.
+
+    Queries go in blocks of at most ``block_elements`` similarities, so memory beyond the
+    vectors themselves stays bounded however many images there are.
+    """
+    base = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(device)
+    block = max(1, block_elements // len(base))
+    similarities, indices = [], []
+    for start in range(0, len(base), block):
+        scores = base[start : start + block] @ base.T
+        top = torch.topk(scores, count, dim=1, largest=True, sorted=True)
+        similarities.append(top.values.cpu())
+        indices.append(top.indices.cpu())
+    return torch.cat(similarities).numpy(), torch.cat(indices).numpy().astype(np.int64)
+
+
+def mine_neighbors(embeddings: np.ndarray, topk: int, ids: np.ndarray | None = None,
+                   device: torch.device | str = "cpu") -> pd.DataFrame:
     """The ``topk`` most cosine-similar other images of every image.
 
     ``ids`` maps rows of ``embeddings`` to the image indices written in the table (the
     manifest's ``index``). An image is never its own neighbor, even when duplicates tie
-    with it. Returns columns anchor, rank (1 = nearest), neighbor, similarity.
+    with it. Returns columns anchor, rank (1 = nearest), neighbor, similarity. Searches
+    with faiss when a faiss build is installed (the ``cpu`` or ``gpu`` extra), otherwise
+    exactly in torch on ``device``, with a warning.
     """
     count = len(embeddings)
     if not 0 < topk < count:
         raise ValueError(f"topk must be between 1 and {count - 1} (number of images - 1), got {topk}")
     vectors = l2_normalize(np.asarray(embeddings, dtype=np.float32))
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    if hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:  # faiss-gpu installed (the gpu extra)
-        index = faiss.index_cpu_to_all_gpus(index)
-    index.add(vectors)
-    similarities, found = index.search(vectors, topk + 1)
+    if _faiss() is not None:
+        similarities, found = faiss_search(vectors, topk + 1)
+    else:
+        logger.warning('faiss is not installed, mining with exact search in torch on %s; for faiss '
+                       'install an extra: pip install -e ".[cpu]" (or ".[gpu]" on a CUDA machine)', device)
+        similarities, found = torch_search(vectors, topk + 1, device)
     rows = np.arange(count)[:, None]
     not_self = found != rows
     # Keep the first topk non-self hits per row; a row whose self fell outside the

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from scan_core.mining import NEIGHBOR_COLUMNS, mine_neighbors, neighbor_matrix, neighbor_purity
+from scan_core.mining import (
+    NEIGHBOR_COLUMNS, l2_normalize, mine_neighbors, neighbor_matrix, neighbor_purity, torch_search,
+)
 
 
 def _brute_force(embeddings: np.ndarray, topk: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +88,54 @@ def test_topk_out_of_range_raises(topk: int) -> None:
 
 def test_topk_of_all_other_images_is_allowed() -> None:
     assert len(mine_neighbors(np.random.default_rng(5).normal(size=(10, 3)), 9)) == 90
+
+
+def test_torch_search_gives_faiss_exact_neighbors() -> None:
+    faiss = pytest.importorskip("faiss")
+    rng = np.random.default_rng(6)
+    vectors = l2_normalize(rng.normal(size=(500, 16)))
+    index = faiss.IndexFlatIP(16)
+    index.add(vectors)
+    expected_similarity, expected_neighbors = index.search(vectors, 11)
+    # 7 queries per block: blocks that do not divide 500 still cover every query once.
+    similarity, neighbors = torch_search(vectors, 11, "cpu", block_elements=7 * 500)
+    assert neighbors.shape == (500, 11) and neighbors.dtype == np.int64
+    np.testing.assert_array_equal(neighbors, expected_neighbors)  # random data: no ties
+    np.testing.assert_allclose(similarity, expected_similarity, atol=1e-5)
+
+
+def test_mining_without_faiss_falls_back_to_torch_and_warns(monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    embeddings = np.random.default_rng(7).normal(size=(200, 12))
+    with_faiss = mine_neighbors(embeddings, 10) if _importable("faiss") else None
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now raises ImportError
+    with caplog.at_level(logging.WARNING, logger="scan_core.mining"):
+        without_faiss = mine_neighbors(embeddings, 10)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert "torch" in warnings[0] and '".[cpu]"' in warnings[0] and '".[gpu]"' in warnings[0]
+    expected_neighbors, expected_similarity = _brute_force(embeddings, 10)
+    matrix = without_faiss.sort_values(["anchor", "rank"])["neighbor"].to_numpy().reshape(200, 10)
+    np.testing.assert_array_equal(matrix, expected_neighbors)
+    np.testing.assert_allclose(without_faiss["similarity"].to_numpy().reshape(200, 10), expected_similarity,
+                               atol=1e-5)
+    if with_faiss is not None:
+        pd.testing.assert_frame_equal(without_faiss[["anchor", "rank", "neighbor"]],
+                                      with_faiss[["anchor", "rank", "neighbor"]])
+
+
+def test_mining_module_imports_without_faiss() -> None:
+    blocked = "import sys; sys.modules['faiss'] = None; import scan_core.mining"
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _hand_table() -> pd.DataFrame:
