@@ -1,4 +1,8 @@
-"""Clustering metrics: Hungarian-matched accuracy, NMI, ARI, top-5, and the k-means baseline."""
+"""Clustering metrics: Hungarian-matched accuracy, NMI, ARI, top-5, and the k-means baseline.
+
+A negative label means the image's class is unknown (an unlabeled split joined to a
+labeled one, e.g. STL-10's); the metrics leave such images out.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,21 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+
+def labeled_mask(labels: np.ndarray) -> np.ndarray:
+    """Which images have a known label (a class index, not a negative placeholder)."""
+    return np.asarray(labels) >= 0
+
+
+def _labeled_only(labels: np.ndarray, predictions: np.ndarray,
+                  probabilities: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    labels = np.asarray(labels, dtype=np.int64)
+    known = labeled_mask(labels)
+    if not known.any():
+        raise ValueError(f"none of the {len(labels)} images has a known label; there is nothing to score")
+    predictions = np.asarray(predictions, dtype=np.int64)[known]
+    return labels[known], predictions, (probabilities[known] if probabilities is not None else None)
 
 
 def contingency(labels: np.ndarray, predictions: np.ndarray, num_clusters: int, num_classes: int) -> np.ndarray:
@@ -38,10 +57,11 @@ def cluster_metrics(
     """ACC (one-to-one Hungarian matching), NMI, ARI; with more clusters than classes also
     ``acc_many_to_one`` (each cluster to its majority class), reported beside ACC, never in
     its place; with probabilities over more than 5 clusters top-5 accuracy (a class counts
-    when any cluster standing for it is among the five most probable)."""
-    labels = np.asarray(labels, dtype=np.int64)
-    predictions = np.asarray(predictions, dtype=np.int64)
-    num_clusters = probabilities.shape[1] if probabilities is not None else int(predictions.max()) + 1
+    when any cluster standing for it is among the five most probable). Images whose label
+    is negative (unknown) are left out."""
+    all_predictions = predictions
+    labels, predictions, probabilities = _labeled_only(labels, predictions, probabilities)
+    num_clusters = probabilities.shape[1] if probabilities is not None else int(np.max(all_predictions)) + 1
     num_classes = max(num_classes or 0, int(labels.max()) + 1)
     overclustered = num_clusters > num_classes
     mapping = match_clusters(labels, predictions, num_clusters)
@@ -62,7 +82,9 @@ def cluster_metrics(
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_clusters: int) -> np.ndarray:
     """Row-normalised ``[true class, matched class]`` confusion after cluster matching
-    (many-to-one when there are more clusters than classes, so every image has a class)."""
+    (many-to-one when there are more clusters than classes, so every image has a class).
+    Images whose label is negative (unknown) are left out."""
+    labels, predictions, _ = _labeled_only(labels, predictions)
     num_classes = int(labels.max()) + 1
     mapping = match_clusters(labels, predictions, num_clusters, many_to_one=num_clusters > num_classes)
     counts = contingency(mapping[predictions], labels, num_classes, num_classes)

@@ -69,16 +69,25 @@ def evaluate(params: dict, inputs: dict) -> None:
     predictions.update({name: probs.argmax(axis=1) for name, probs in probabilities.items()})
     health = _health(prepared, kmeans_on_train, num_clusters)
 
-    metrics: dict = {"split": prepared.info["eval_split"], "num_images": int(len(rows))}
+    labels = prepared.labels
+    if labels is not None:
+        labels = labels[rows]
+    # Which rows were trained on and which scored: metrics cover labeled evaluation rows only
+    # (cluster_metrics leaves out the -1 labels of an unlabeled split joined to a labeled one).
+    protocol = {"train_split": prepared.info["train_split"], "eval_split": prepared.info["eval_split"],
+                "train_rows": int(len(prepared.train_rows)), "eval_rows": int(len(rows)),
+                "labeled_eval_rows": int((labels >= 0).sum()) if labels is not None else 0}
+    metrics: dict = {"split": prepared.info["eval_split"], "num_images": int(len(rows)), "protocol": protocol}
     notes = [f"{prepared.info['name']}, split {prepared.info['eval_split']}: {len(rows)} images, "
-             f"{num_clusters} clusters"]
+             f"{num_clusters} clusters; trained on {protocol['train_split']} ({protocol['train_rows']} images)"]
+    if labels is not None and protocol["labeled_eval_rows"] < len(rows):
+        notes.append(f"labels are known for {protocol['labeled_eval_rows']} of the {len(rows)} evaluated images; "
+                     "ACC, NMI and ARI are computed over those")
     if skipped := prepared.info["skipped"]:
         metrics["skipped_images"] = len(skipped)
         notes.append(f"{len(skipped)} unreadable image(s) left out (data.on_bad_image: skip): " +
                      ", ".join(f"{item['source']} ({item['reason']})" for item in skipped))
-    labels = prepared.labels
     if labels is not None:
-        labels = labels[rows]
         for name, predicted in predictions.items():
             metrics[name] = _rounded(cluster_metrics(labels, predicted, probabilities.get(name),
                                                      len(prepared.info["class_names"])))

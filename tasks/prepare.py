@@ -34,32 +34,40 @@ def _manifest(image_set: ImageSet, in_train: np.ndarray, in_eval: np.ndarray) ->
 
 @stage_task("prepare")
 def prepare(params: dict, inputs: dict) -> None:
+    from scan_core.data.sources import resolve_splits  # noqa: PLC0415 - to join the imports above
+
     data = group(params, "data")
     image_size = None if data["image_size"] == AUTO else data["image_size"]
+    # auto: the data set's held-out protocol (CIFAR/STL train -> test); all: every split.
+    train_split, eval_split = resolve_splits(data["name"], data["train_split"], data["eval_split"])
     load = lambda split: load_image_set(  # noqa: E731
-        data["name"], split, data["root"], image_size, data["subset_file"], data["on_bad_image"]
+        data["name"], split, data["root"], image_size=image_size, subset_file=data["subset_file"],
+        on_bad_image=data["on_bad_image"], download=bool(data.get("download", False)),
     )
-    train_set = load(data["train_split"])
-    if data["eval_split"] == data["train_split"]:
+    train_set = load(train_split)
+    if eval_split == train_split:
         image_set = train_set
         in_train = in_eval = np.ones(len(train_set), dtype=bool)
     else:
-        eval_set = load(data["eval_split"])
-        image_set = concatenate([train_set, eval_set], f"{data['train_split']}|{data['eval_split']}")
+        eval_set = load(eval_split)
+        image_set = concatenate([train_set, eval_set], f"{train_split}|{eval_split}")
         in_train = np.arange(len(image_set)) < len(train_set)
         in_eval = ~in_train
+    labels = image_set.labels
+    labeled_eval = int((labels[in_eval] >= 0).sum()) if labels is not None else 0
 
     train_pixels = image_set.images[in_train].astype(np.float64) / 255.0
     info = {
         "name": data["name"],
-        "train_split": data["train_split"],
-        "eval_split": data["eval_split"],
+        "train_split": train_split,
+        "eval_split": eval_split,
         "num_images": len(image_set),
         "num_train": int(in_train.sum()),
         "num_eval": int(in_eval.sum()),
+        "num_labeled_eval": labeled_eval,
         "image_size": image_set.image_size,
         "channels": image_set.num_channels,
-        "has_labels": image_set.labels is not None,
+        "has_labels": labeled_eval > 0,  # some evaluation rows have labels; unknown ones are -1
         "class_names": image_set.class_names,
         "mean": train_pixels.mean(axis=(0, 1, 2)).round(6).tolist(),
         "std": np.maximum(train_pixels.std(axis=(0, 1, 2)), 1e-3).round(6).tolist(),

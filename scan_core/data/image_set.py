@@ -12,12 +12,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+UNKNOWN_LABEL = -1
+
 
 @dataclass
 class ImageSet:
     """Images as ``uint8[N, H, W, C]`` (C is 1 or 3) with optional labels and sources.
 
-    ``labels`` holds class indices, or is None when the source carries no labels.
+    ``labels`` holds class indices, or is None when the source carries no labels. Splits
+    joined with and without labels (STL-10's train+unlabeled) keep the known labels and
+    mark the others ``UNKNOWN_LABEL`` (-1).
     ``sources`` names where each image came from (a file path, or ``"<name>:<split>:<i>"``
     for images read out of an archive); it is what predictions point a user back to.
     """

@@ -10,12 +10,68 @@ from PIL import Image
 
 from scan_core.data import readers
 from scan_core.defaults import auto_image_size
-from scan_core.data.image_set import ImageSet
+from scan_core.data.image_set import UNKNOWN_LABEL, ImageSet
 from scan_core.data.readers.folder import resize_center_crop
 
 DATASET_NAMES = ("digits", "fashion_mnist", "cifar10", "cifar20", "stl10", "imagenet", "folder")
 
 DIGITS_SPLITS = ("all",)
+
+ALL_SPLITS = "all"
+AUTO_SPLIT = "auto"
+# Every split of each data set; ``all`` joins them in this order.
+DATASET_SPLITS: dict[str, tuple[str, ...]] = {
+    "digits": DIGITS_SPLITS,
+    "fashion_mnist": ("train", "test"),
+    "cifar10": ("train", "test"),
+    "cifar20": ("train", "test"),
+    "stl10": ("train", "test", "unlabeled"),
+    "imagenet": ("train", "val"),
+    "folder": ("all",),
+}
+# ``auto``: the protocol of the authors' code (train on train, report on the held-out split;
+# their README calls training on the full set bad practice). A data set with a single split
+# trains and evaluates on it.
+AUTO_SPLITS: dict[str, tuple[str, str]] = {
+    "digits": ("all", "all"),
+    "fashion_mnist": ("train", "test"),
+    "cifar10": ("train", "test"),
+    "cifar20": ("train", "test"),
+    "stl10": ("train", "test"),
+    "imagenet": ("train", "val"),
+    "folder": ("all", "all"),
+}
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASET_SPLITS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+
+
+def expand_split(name: str, split: str) -> str:
+    """``all`` becomes every split of ``name`` joined with '+'; other values pass unchanged."""
+    _check_name(name)
+    if split == AUTO_SPLIT:
+        raise ValueError(
+            f"split {AUTO_SPLIT!r} depends on whether images are trained on or evaluated; "
+            "resolve it with resolve_splits(name, train_split, eval_split) first"
+        )
+    return "+".join(DATASET_SPLITS[name]) if split == ALL_SPLITS else split
+
+
+def resolve_splits(name: str, train_split: str, eval_split: str) -> tuple[str, str]:
+    """The splits to train and evaluate on, with ``auto`` and ``all`` spelt out.
+
+    ``auto`` is the data set's held-out protocol (``AUTO_SPLITS``: CIFAR, STL and
+    Fashion-MNIST train -> test, ImageNet train -> val, digits and folders all -> all);
+    ``all`` joins every split (STL-10: train+test+unlabeled).
+    """
+    _check_name(name)
+    train, evaluate = AUTO_SPLITS[name]
+    return (
+        expand_split(name, train if train_split == AUTO_SPLIT else train_split),
+        expand_split(name, evaluate if eval_split == AUTO_SPLIT else eval_split),
+    )
 
 
 def load_digits_set(split: str = "all") -> ImageSet:
@@ -71,7 +127,8 @@ def _single_split_loader(
         "cifar10": lambda split: readers.read_cifar10(root, split, download=download),
         "cifar20": lambda split: readers.read_cifar20(root, split, download=download),
         "stl10": lambda split: readers.read_stl10(root, split, download=download),
-        "imagenet": lambda split: readers.read_imagenet(root, split, image_size, subset_file),
+        "imagenet": lambda split: readers.read_imagenet(root, split, image_size, subset_file,
+                                                         on_bad_image=on_bad_image),
         "folder": lambda split: readers.read_folder(root, image_size, on_bad_image),
     }
     if name not in loaders:
@@ -80,14 +137,29 @@ def _single_split_loader(
 
 
 def concatenate(parts: list[ImageSet], split: str) -> ImageSet:
-    """Join splits of one data set (e.g. CIFAR train+test, as the paper clusters both)."""
+    """Join splits of one data set (e.g. CIFAR train+test, as the paper's first version
+    clusters both). When only some parts have labels (STL-10 train+unlabeled) the known
+    labels are kept and the others are ``UNKNOWN_LABEL``; with none, labels are None."""
     if len(parts) == 1:
         return parts[0]
-    labelled = all(part.labels is not None for part in parts)
+    labelled = [part for part in parts if part.labels is not None]
+    for part in labelled[1:]:
+        if part.class_names != labelled[0].class_names:
+            raise ValueError(
+                f"splits {labelled[0].split!r} and {part.split!r} name different classes "
+                f"({len(labelled[0].class_names or [])} vs {len(part.class_names or [])}), so their "
+                "labels cannot be joined; give both splits the same class folders"
+            )
+    labels = None
+    if labelled:
+        labels = np.concatenate([
+            part.labels if part.labels is not None else np.full(len(part), UNKNOWN_LABEL, dtype=np.int64)
+            for part in parts
+        ])
     return ImageSet(
         images=np.concatenate([part.images for part in parts]),
-        labels=np.concatenate([part.labels for part in parts]) if labelled else None,
-        class_names=parts[0].class_names if labelled else None,
+        labels=labels,
+        class_names=labelled[0].class_names if labelled else None,
         sources=[source for part in parts for source in part.sources],
         split=split,
         skipped=[item for part in parts for item in part.skipped],
@@ -103,7 +175,9 @@ def load_image_set(
     on_bad_image: str = "fail",
     download: bool = False,
 ) -> ImageSet:
-    """Load ``split`` of data set ``name``; ``"train+test"`` joins splits in that order.
+    """Load ``split`` of data set ``name``; ``"train+test"`` joins splits in that order and
+    ``"all"`` joins every split (``DATASET_SPLITS``). ``auto`` depends on the split's role:
+    spell it out with ``resolve_splits`` first.
 
     Images are resized to ``image_size``, so every stage sees one size; None means auto:
     the images' own side, capped (``scan_core.defaults.auto_image_size``).
@@ -111,6 +185,7 @@ def load_image_set(
     loader = _single_split_loader(
         name, Path(root), image_size or 0, Path(subset_file) if subset_file else None, on_bad_image, download
     )
+    split = expand_split(name, split)
     image_set = concatenate([loader(part) for part in split.split("+")], split)
     image_set.images = resize_images(image_set.images, image_size or auto_image_size(image_set.image_size))
     return image_set

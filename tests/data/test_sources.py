@@ -27,7 +27,7 @@ def test_cifar20_uses_superclass_labels_and_resizes(tmp_path):
 def test_stl10_and_fashion_mnist_and_imagenet_subset(tmp_path):
     fixtures.write_stl10(tmp_path / "stl", {"train": 3, "test": 2, "unlabeled": 4})
     assert len(load_image_set("stl10", "train+test", tmp_path / "stl", image_size=96)) == 5
-    assert load_image_set("stl10", "train+unlabeled", tmp_path / "stl", image_size=96).labels is None
+    assert load_image_set("stl10", "unlabeled", tmp_path / "stl", image_size=96).labels is None
 
     fixtures.write_fashion_mnist(tmp_path / "fmnist", {"train": 6, "test": 4})
     fashion = load_image_set("fashion_mnist", "test", tmp_path / "fmnist", image_size=28)

@@ -1,0 +1,100 @@
+"""prepare: the splits it trains and evaluates on, mixed labels, and data.download reaching
+torchvision (faked here: the test machine has no network)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+
+import pandas as pd
+import pytest
+import torchvision.datasets
+import yaml
+
+from scan_core.config import Params
+from tasks.stages import stage_params
+from tests.conftest import PROJECT_ROOT
+from tests.data import format_fixtures as fixtures
+
+prepare_module = importlib.import_module("tasks.prepare")  # the module, not the task of the same name
+
+
+def _run_prepare(tmp_path, monkeypatch, **data) -> tuple[dict, pd.DataFrame]:
+    """The prepare stage in ``tmp_path``, called as a plain function (no Prefect run)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(prepare_module, "get_run_logger", lambda: logging.getLogger("prepare"))
+    download = data.pop("download", False)
+    # What a user gets: the project's params.yaml, with only the keys a test names changed.
+    defaults = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["data"]
+    params = stage_params(Params.model_validate({"data": {**defaults, **data}}), "prepare")
+    # prepare's own params (tasks/stages.py, dvc.yaml) must list data.download for the
+    # pipeline to pass it; the body takes it from there.
+    params["data.download"] = download
+    prepare_module.prepare.fn(params, {})
+    info = json.loads((tmp_path / "artifacts/prepare/dataset.json").read_text())
+    return info, pd.read_parquet(tmp_path / "artifacts/prepare/manifest.parquet")
+
+
+class _FakeTorchvision:
+    """Stands in for a torchvision data set class: records its arguments, 'downloads' a fixture."""
+
+    def __init__(self, write):
+        self.calls: list[tuple[tuple, dict]] = []
+        self.write = write
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        self.write()
+        return self
+
+
+def test_download_reaches_torchvision(tmp_path, monkeypatch):
+    root = tmp_path / "cifar"
+    fake = _FakeTorchvision(lambda: fixtures.write_cifar10(root))
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", fake)
+    info, _ = _run_prepare(tmp_path, monkeypatch, name="cifar10", root=str(root), train_split="train",
+                           eval_split="test", download=True)
+    assert fake.calls and fake.calls[0][1].get("download") is True
+    assert fake.calls[0][0] == (str(root),)
+    assert (info["num_train"], info["num_eval"]) == (10, 2)
+
+
+def test_without_download_torchvision_is_not_called(tmp_path, monkeypatch):
+    fake = _FakeTorchvision(lambda: None)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", fake)
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        _run_prepare(tmp_path, monkeypatch, name="cifar10", root=str(tmp_path / "nowhere"), train_split="train",
+                     eval_split="test")
+    assert fake.calls == []
+
+
+def test_cifar_default_trains_on_train_and_evaluates_on_test(tmp_path, monkeypatch):
+    fixtures.write_cifar10(tmp_path / "cifar")
+    info, manifest = _run_prepare(tmp_path, monkeypatch, name="cifar10", root=str(tmp_path / "cifar"))
+    assert (info["train_split"], info["eval_split"]) == ("train", "test")
+    assert manifest["in_train"].sum() == 10 and manifest["in_eval"].sum() == 2
+    assert not (manifest["in_train"] & manifest["in_eval"]).any()
+    assert manifest.loc[manifest["in_eval"], "source"].str.startswith("cifar10:test:").all()
+
+
+def test_digits_default_still_trains_and_evaluates_on_all(tmp_path, monkeypatch):
+    info, manifest = _run_prepare(tmp_path, monkeypatch, name="digits")
+    assert (info["train_split"], info["eval_split"]) == ("all", "all")
+    assert manifest["in_train"].all() and manifest["in_eval"].all() and info["has_labels"]
+
+
+def test_stl_train_plus_unlabeled_keeps_labels_where_known(tmp_path, monkeypatch):
+    written = fixtures.write_stl10(tmp_path / "stl", {"train": 3, "test": 2, "unlabeled": 4})
+    info, manifest = _run_prepare(tmp_path, monkeypatch, name="stl10", root=str(tmp_path / "stl"),
+                                  image_size=16, train_split="train+unlabeled")
+    assert (info["train_split"], info["eval_split"]) == ("train+unlabeled", "test")
+    train = manifest[manifest["in_train"]]
+    assert train["label"].tolist() == written["train"][1].tolist() + [-1] * 4
+    assert manifest.loc[manifest["in_eval"], "label"].tolist() == written["test"][1].tolist()
+    assert info["has_labels"] and info["num_labeled_eval"] == 2
+
+    # Evaluating on unlabeled images only: no labels to score with.
+    info, _ = _run_prepare(tmp_path, monkeypatch, name="stl10", root=str(tmp_path / "stl"),
+                           image_size=16, train_split="train", eval_split="unlabeled")
+    assert not info["has_labels"] and info["num_labeled_eval"] == 0
