@@ -22,9 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.common import USER_ERRORS
 
     try:
-        load_params(args.params)  # fail fast, before a Prefect server is started
-        from flows.pipeline import scan_pipeline, scan_stage
+        params = load_params(args.params)  # fail fast, before a Prefect server is started
+        from flows.pipeline import check_ready, scan_pipeline, scan_stage
 
+        if args.target != "pipeline":
+            check_ready(args.target, params)
         if args.target == "pipeline":
             states = scan_pipeline(params_file=args.params)
             print(" ".join(f"{stage}={state}" for stage, state in states.items()))

@@ -13,8 +13,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from scan_core.data.sources import DATASET_NAMES
-from scan_core.models import BACKBONES
+from scan_core.names import BACKBONES, DATASET_NAMES
 
 
 Auto = Literal["auto"]
@@ -37,8 +36,8 @@ class DataParams(Group):
     name: Literal[DATASET_NAMES] = "digits"  # type: ignore[valid-type]
     root: str = "data"
     image_size: auto_or_int(4, 1024) = "auto"  # type: ignore[valid-type]
-    train_split: str = "all"
-    eval_split: str = "all"
+    train_split: str = "auto"
+    eval_split: str = "auto"
     subset_file: str | None = None
     on_bad_image: Literal["fail", "skip"] = "fail"
     download: bool = False

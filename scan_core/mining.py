@@ -113,7 +113,11 @@ def neighbor_matrix(table: pd.DataFrame, num_neighbors: int) -> tuple[np.ndarray
 
 
 def neighbor_purity(table: pd.DataFrame, labels: np.ndarray, ks: list[int]) -> dict[int, float]:
-    """Share of each anchor's top-k neighbors that carry the anchor's label, for each k."""
-    same = labels[table["anchor"].to_numpy()] == labels[table["neighbor"].to_numpy()]
+    """Share of each anchor's top-k neighbors that carry the anchor's label, for each k, over
+    the pairs whose labels are both known (an unlabeled split marks its rows -1)."""
+    anchor_labels, neighbor_labels = labels[table["anchor"].to_numpy()], labels[table["neighbor"].to_numpy()]
+    known = (anchor_labels >= 0) & (neighbor_labels >= 0)
+    same = anchor_labels == neighbor_labels
     ranks = table["rank"].to_numpy()
-    return {k: float(same[ranks <= k].mean()) for k in ks if k <= ranks.max()}
+    return {k: float(same[known & (ranks <= k)].mean()) for k in ks
+            if k <= ranks.max() and (known & (ranks <= k)).any()}

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import resnet18, resnet50
 
-BACKBONES = ("small_cnn", "resnet18_cifar", "resnet18", "resnet50")
+from scan_core.names import BACKBONES
 
 
 class SmallConvNet(nn.Module):

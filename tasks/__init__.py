@@ -1,19 +1,4 @@
-"""One Prefect task per pipeline stage; each reads params, calls scan_core, writes artifacts."""
-
-from tasks.embed import embed
-from tasks.evaluate import evaluate
-from tasks.mine import mine
-from tasks.prepare import prepare
-from tasks.pretext import pretext
-from tasks.scan import scan
-from tasks.selflabel import selflabel
-
-STAGE_TASKS = {
-    "prepare": prepare,
-    "pretext": pretext,
-    "embed": embed,
-    "mine": mine,
-    "scan": scan,
-    "selflabel": selflabel,
-    "evaluate": evaluate,
-}
+"""One module per pipeline stage (``tasks/<stage>.py``, a cached Prefect task of that name), plus
+what they share: the artifact catalogue (``paths``), readers of upstream outputs, and the cache
+machinery (``common``, ``stages``). Nothing is imported here, so that running one stage loads
+only the code it depends on."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,14 +57,9 @@ def combine(*parts: Any) -> str:
 
 @functools.cache
 def code_version(stage: str) -> str:
-    """Digest of the source files the stage runs (those dvc.yaml lists as its code deps)."""
+    """Digest of the source files the stage runs (its generated code dependencies)."""
     root = Path(__file__).resolve().parent.parent
-    return combine(sorted(
-        (file.relative_to(root).as_posix(), file_digest(file))
-        for path in STAGES[stage].code
-        for file in _files_under(root / path)
-        if file.suffix == ".py"
-    ))
+    return combine(sorted((file, file_digest(root / file)) for file in STAGES[stage].code))
 
 
 def stage_key(stage: str, params: dict[str, Any], inputs: dict[str, Digests]) -> str:
@@ -87,15 +83,19 @@ def outputs_intact(stage: str, key: str) -> bool:
     return record.get("key") == key and bool(outputs) and digest_paths(STAGES[stage].outputs) == outputs
 
 
-def current_outputs(stage: str) -> Digests:
-    """Digests of a finished stage's outputs, for a downstream stage run on its own."""
-    outputs = digest_paths(STAGES[stage].outputs)
-    if not outputs:
+def require_outputs(stage: str) -> None:
+    """Stop, naming what to run, when ``stage`` has not left its outputs on disk."""
+    if not any(Path(path).exists() for path in STAGES[stage].outputs):
         raise FileNotFoundError(
             f"stage {stage!r} has no outputs in {', '.join(STAGES[stage].outputs)}; "
             f"run it first (dvc repro {stage})"
         )
-    return outputs
+
+
+def current_outputs(stage: str) -> Digests:
+    """Digests of a finished stage's outputs, for a downstream stage run on its own."""
+    require_outputs(stage)
+    return digest_paths(STAGES[stage].outputs)
 
 
 def path_fingerprint(path: Path) -> Digests:
@@ -107,17 +107,71 @@ def path_fingerprint(path: Path) -> Digests:
 
 
 def source_inputs(stage: str, params: dict[str, Any]) -> dict[str, Digests]:
-    """Inputs that live outside the pipeline: the data folder read by ``prepare``."""
-    if stage != "prepare" or not Path(params["data.root"]).exists():
+    """Inputs that live outside the pipeline, read by ``prepare``: the data folder (by listing)
+    and the ImageNet subset file (by content)."""
+    if stage != "prepare":
         return {}
-    return {"data.root": path_fingerprint(Path(params["data.root"]))}
+    found: dict[str, Digests] = {}
+    if Path(params["data.root"]).exists():
+        found["data.root"] = path_fingerprint(Path(params["data.root"]))
+    if (subset := params.get("data.subset_file")) and Path(subset).is_file():
+        found["data.subset_file"] = {subset: file_digest(Path(subset))}
+    return found
 
 
 def _cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return stage_key(context.task.name, parameters["params"], parameters["inputs"])
 
 
-StageBody = Callable[[dict[str, Any], dict[str, Digests]], None]
+class StagedOutputs:
+    """Where a running stage writes: each declared output is built in a hidden sibling
+    (``artifacts/.scan.staging``) and moved into place by ``publish`` only when the stage has
+    finished, so a reader finds a stage's previous outputs or none, never a mix. Folders
+    are published first, single files (``metrics/*.json``) last, each by an atomic rename."""
+
+    def __init__(self, declared: tuple[str, ...]):
+        self.declared = [Path(path) for path in declared]
+        for staging in map(self._staging, self.declared):
+            _remove(staging)  # left by a run that was killed
+
+    @staticmethod
+    def _staging(final: Path) -> Path:
+        return final.with_name(f".{final.name}.staging")
+
+    def __call__(self, final: Path | str) -> Path:
+        """The path to write ``final`` at now (its parent folder exists)."""
+        final = Path(final)
+        for declared in self.declared:
+            if final == declared or declared in final.parents:
+                staged = self._staging(declared) / final.relative_to(declared)
+                staged.parent.mkdir(parents=True, exist_ok=True)
+                return staged
+        raise ValueError(f"{final} is not among this stage's declared outputs {[str(p) for p in self.declared]}")
+
+    def publish(self) -> None:
+        for final in sorted(self.declared, key=lambda path: path.suffix != ""):
+            staged = self._staging(final)
+            if not staged.exists():
+                _remove(final)  # not written this time: an older run's copy would be stale
+            elif staged.is_dir():
+                retired = final.with_name(f".{final.name}.retired")
+                _remove(retired)
+                if final.exists():
+                    final.rename(retired)
+                staged.rename(final)
+                _remove(retired)
+            else:
+                staged.replace(final)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+StageBody = Callable[[dict[str, Any], dict[str, Digests], StagedOutputs], None]
 
 # Errors that a retry cannot fix: bad params, bad or missing input, diverged training.
 USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, UnsafeCheckpointError)
@@ -128,23 +182,25 @@ def _worth_retrying(task_: Any, task_run: Any, state: Any) -> bool:
 
 
 def stage_task(stage: str) -> Callable[[StageBody], Any]:
-    """Make a stage body (params, input digests) -> writes outputs into a cached Prefect task
-    that returns the digests of what it wrote."""
+    """Make a stage body (params, input digests, where to write) into a cached Prefect task
+    that publishes what the body wrote and returns its digests."""
     spec: StageSpec = STAGES[stage]
 
     def decorate(body: StageBody):
-        @functools.wraps(body)
         def run(params: dict[str, Any], inputs: dict[str, Digests]) -> Digests:
             # One run of a stage at a time: two concurrent runs would mix their output files.
             lock_file = CACHE_DIR / "locks" / f"{stage}.lock"
             lock_file.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(lock_file):
-                body(params, inputs)
+                staged = StagedOutputs(spec.outputs)
+                body(params, inputs, staged)
+                staged.publish()
                 outputs = digest_paths(spec.outputs)
                 record = {"key": stage_key(stage, params, inputs), "outputs": outputs}
                 atomic_write_text(record_path(stage), json.dumps(record, indent=1, sort_keys=True))
             return outputs
 
+        run.__name__, run.__qualname__, run.__doc__ = body.__name__, body.__qualname__, body.__doc__
         return task(
             run,
             name=stage,

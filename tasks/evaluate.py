@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from prefect import get_run_logger
 
-from scan_core.checkpoint import atomic_write_text
 from scan_core.evaluation import cluster_metrics, cluster_summary, confusion_matrix, kmeans_clusters
 from scan_core.health import health_warning, label_free_health
 from scan_core.predictions import probability_matrix
@@ -22,18 +20,12 @@ from scan_core.report import (
     plot_training_curves,
     prototype_indices,
 )
-from tasks.common import stage_task
-from tasks.embed import EMBEDDINGS_FILE
-from tasks.prepared import Prepared, load_prepared
-from tasks.scan import PREDICTIONS_FILE as SCAN_PREDICTIONS_FILE
-from tasks.scan import SCAN_DIR, training_neighbors
-from tasks.selflabel import PREDICTIONS_FILE as SELFLABEL_PREDICTIONS_FILE
-from tasks.selflabel import SELFLABEL_DIR
+from tasks.common import StagedOutputs, stage_task
+from tasks.neighbors import training_neighbors
+from tasks.paths import (EMBEDDINGS_FILE, METRICS_FILE, PLOTS_DIR, REPORT_DIR, SCAN_DIR, SCAN_PREDICTIONS_FILE,
+                         SELFLABEL_DIR, SELFLABEL_PREDICTIONS_FILE, SUMMARY_NAME)
+from tasks.prepared import Prepared, load_prepared, load_rows
 from tasks.stages import group
-
-METRICS_FILE = Path("metrics/evaluate.json")
-PLOTS_DIR = Path("plots")
-REPORT_DIR = Path("reports")
 
 
 def _rounded(values: dict) -> dict:
@@ -53,7 +45,7 @@ def _health(prepared: Prepared, kmeans_on_train: np.ndarray, num_clusters: int) 
 
 
 @stage_task("evaluate")
-def evaluate(params: dict, inputs: dict) -> None:
+def evaluate(params: dict, inputs: dict, out: StagedOutputs) -> None:
     settings = group(params, "evaluate")
     prepared = load_prepared()
     rows = prepared.eval_rows
@@ -61,7 +53,7 @@ def evaluate(params: dict, inputs: dict) -> None:
               for name, path in (("scan", SCAN_PREDICTIONS_FILE), ("selflabel", SELFLABEL_PREDICTIONS_FILE))}
     probabilities = {name: probability_matrix(table) for name, table in tables.items()}
     num_clusters = probabilities["scan"].shape[1]
-    all_embeddings = np.load(EMBEDDINGS_FILE)
+    all_embeddings = load_rows(EMBEDDINGS_FILE, prepared)
     embeddings = all_embeddings[rows]
     kmeans, kmeans_on_train = kmeans_clusters(embeddings, num_clusters, settings["kmeans_seed"],
                                               also=all_embeddings[prepared.train_rows])
@@ -105,41 +97,41 @@ def evaluate(params: dict, inputs: dict) -> None:
         metrics["health_warning"] = warning
         notes.append(warning)
         get_run_logger().warning(warning)
-    summaries = {name: json.loads((stage_dir / "summary.json").read_text())
+    summaries = {name: json.loads((stage_dir / SUMMARY_NAME).read_text())
                  for stage_dir, name in ((SCAN_DIR, "scan"), (SELFLABEL_DIR, "selflabel"))}
     for name, summary in summaries.items():
         if warning := summary.get("warning"):
             metrics[name]["warning"] = warning
             notes.append(f"{name}: {warning}")
-    atomic_write_text(METRICS_FILE, json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+    out(METRICS_FILE).write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
 
     pictures = []
     if labels is not None:
         class_names = prepared.info["class_names"]
         plot_confusion(confusion_matrix(labels, predictions["selflabel"], num_clusters), class_names,
-                       PLOTS_DIR / "confusion.png", "self-labeled model")
+                       out(PLOTS_DIR / "confusion.png"), "self-labeled model")
         pictures.append("../plots/confusion.png")
     plot_cluster_sizes({name: np.bincount(predictions[name], minlength=num_clusters) for name in predictions},
-                       PLOTS_DIR / "cluster_sizes.png")
+                       out(PLOTS_DIR / "cluster_sizes.png"))
     scan_history, selflabel_history = summaries["scan"]["history"], summaries["selflabel"]["history"]
     curves = {"scan loss": [record["loss"] for record in scan_history],
               "scan entropy": [record["entropy"] for record in scan_history]}
     if selflabel_history:
         curves["selflabel confident images"] = [record["confident"] for record in selflabel_history]
-    plot_training_curves(curves, PLOTS_DIR / "training.png")
+    plot_training_curves(curves, out(PLOTS_DIR / "training.png"))
     pictures += ["../plots/cluster_sizes.png", "../plots/training.png"]
     if estimate := summaries["scan"].get("num_clusters_estimate"):
         notes.append(f"scan.num_clusters auto: {estimate['chosen']} clusters ({estimate['criterion']})")
         plot_cluster_count_curve(estimate["curve"], estimate["chosen"], estimate["criterion"],
-                                 PLOTS_DIR / "num_clusters.png")
+                                 out(PLOTS_DIR / "num_clusters.png"))
         pictures.append("../plots/num_clusters.png")
     if settings["prototypes"] > 0:
         selflabel_probs = probabilities["selflabel"]
         prototypes = prototype_indices(embeddings, predictions["selflabel"], selflabel_probs.max(axis=1),
                                        settings["prototypes"], num_clusters)
-        plot_prototypes(prepared.images.numpy()[rows], prototypes, REPORT_DIR / "prototypes.png")
+        plot_prototypes(prepared.images.numpy()[rows], prototypes, out(REPORT_DIR / "prototypes.png"))
         pictures.append("prototypes.png")
-    atomic_write_text(REPORT_DIR / "report.md", markdown_report("SCAN report", metrics, pictures, notes))
+    out(REPORT_DIR / "report.md").write_text(markdown_report("SCAN report", metrics, pictures, notes))
     logger = get_run_logger()
     for name in predictions:
         if "acc" in metrics.get(name, {}):

@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 from prefect import get_run_logger
 
-from scan_core.checkpoint import atomic_path, atomic_write_text
 from scan_core.data.image_set import ImageSet
-from scan_core.data.sources import concatenate, load_image_set
+from scan_core.data.sources import concatenate, load_image_set, resolve_splits
 from scan_core.defaults import AUTO, MAX_AUTO_IMAGE_SIZE
-from tasks.common import stage_task
-from tasks.prepared import DATASET_FILE, IMAGES_FILE, MANIFEST_FILE
+from tasks.common import StagedOutputs, stage_task
+from tasks.paths import DATASET_FILE, IMAGES_FILE, MANIFEST_FILE
 from tasks.stages import group
 
 
@@ -33,16 +32,14 @@ def _manifest(image_set: ImageSet, in_train: np.ndarray, in_eval: np.ndarray) ->
 
 
 @stage_task("prepare")
-def prepare(params: dict, inputs: dict) -> None:
-    from scan_core.data.sources import resolve_splits  # noqa: PLC0415 - to join the imports above
-
+def prepare(params: dict, inputs: dict, out: StagedOutputs) -> None:
     data = group(params, "data")
     image_size = None if data["image_size"] == AUTO else data["image_size"]
     # auto: the data set's held-out protocol (CIFAR/STL train -> test); all: every split.
     train_split, eval_split = resolve_splits(data["name"], data["train_split"], data["eval_split"])
     load = lambda split: load_image_set(  # noqa: E731
         data["name"], split, data["root"], image_size=image_size, subset_file=data["subset_file"],
-        on_bad_image=data["on_bad_image"], download=bool(data.get("download", False)),
+        on_bad_image=data["on_bad_image"], download=data["download"],
     )
     train_set = load(train_split)
     if eval_split == train_split:
@@ -73,12 +70,9 @@ def prepare(params: dict, inputs: dict) -> None:
         "std": np.maximum(train_pixels.std(axis=(0, 1, 2)), 1e-3).round(6).tolist(),
         "skipped": [{"source": source, "reason": reason} for source, reason in image_set.skipped],
     }
-    with atomic_path(IMAGES_FILE) as temporary:
-        with open(temporary, "wb") as handle:
-            np.save(handle, image_set.images)
-    with atomic_path(MANIFEST_FILE) as temporary:
-        _manifest(image_set, in_train, in_eval).to_parquet(temporary, index=False)
-    atomic_write_text(DATASET_FILE, json.dumps(info, indent=1))
+    np.save(out(IMAGES_FILE), image_set.images)
+    _manifest(image_set, in_train, in_eval).to_parquet(out(MANIFEST_FILE), index=False)
+    out(DATASET_FILE).write_text(json.dumps(info, indent=1))
     logger = get_run_logger()
     logger.info("prepared %d images (%d train, %d eval) of %s, %dx%d%s, %d channel(s)",
                 len(image_set), info["num_train"], info["num_eval"], data["name"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scan_core.augment import AugmentSettings
-from scan_core.training.common import resolve_device
-
-PREPARE_DIR = Path("artifacts/prepare")
-IMAGES_FILE = PREPARE_DIR / "images.npy"
-MANIFEST_FILE = PREPARE_DIR / "manifest.parquet"
-DATASET_FILE = PREPARE_DIR / "dataset.json"
+from tasks.paths import DATASET_FILE, IMAGES_FILE, MANIFEST_FILE
 
 
 @dataclass
@@ -41,23 +34,28 @@ class Prepared:
 
 
 def load_prepared() -> Prepared:
-    return Prepared(
+    """The prepare stage's outputs, checked to belong together."""
+    if not DATASET_FILE.exists():
+        raise FileNotFoundError(f"{DATASET_FILE} is missing: run the prepare stage first (dvc repro prepare)")
+    prepared = Prepared(
         images=torch.from_numpy(np.load(IMAGES_FILE)),
         manifest=pd.read_parquet(MANIFEST_FILE),
         info=json.loads(DATASET_FILE.read_text()),
     )
+    counts = {"images.npy": len(prepared.images), "manifest.parquet": len(prepared.manifest),
+              "dataset.json": prepared.info["num_images"]}
+    if len(set(counts.values())) != 1:
+        raise FileNotFoundError(f"the prepare stage's outputs do not belong together ({counts} images); "
+                                f"rerun it: dvc repro --force prepare")
+    return prepared
 
 
-def augment_settings(info: dict[str, Any], augment: dict[str, Any]) -> AugmentSettings:
-    """Augmentation settings from params plus the data set's own channel statistics."""
-    return AugmentSettings(mean=tuple(info["mean"]), std=tuple(info["std"]), **augment)
-
-
-def device() -> torch.device:
-    """``SCAN_DEVICE`` (cpu, cuda, cuda:1...) or the GPU when there is one; not a param, so
-    moving a run to another machine does not invalidate its cache."""
-    return resolve_device(os.environ.get("SCAN_DEVICE", "auto"))
-
-
-def checkpoint_file(stage: str) -> Path:
-    return Path(".scan_cache/checkpoints") / f"{stage}.pt"
+def load_rows(path: Path, prepared: Prepared) -> np.ndarray:
+    """A per-image array written by a later stage (embeddings), checked against the prepared images."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run the stage that writes it first (dvc repro)")
+    values = np.load(path)
+    if len(values) != len(prepared.manifest):
+        raise FileNotFoundError(f"{path} has {len(values)} rows for {len(prepared.manifest)} prepared images; "
+                                f"it belongs to other data: dvc repro")
+    return values

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from prefect import get_run_logger
 
-from scan_core.checkpoint import TrainingCheckpoint, atomic_write_text
+from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.defaults import describe_auto, resolve_stage
 from scan_core.model_files import load_clustering_model, save_model
 from scan_core.training.selflabel import SelflabelSettings, train_selflabel
-from tasks.common import stage_key, stage_task
+from tasks.common import StagedOutputs, stage_key, stage_task
+from tasks.compute import augment_settings, checkpoint_file, device
+from tasks.paths import (SCAN_MODEL_FILE, SELFLABEL_DIR, SELFLABEL_MODEL_FILE, SELFLABEL_PREDICTIONS_FILE,
+                         SUMMARY_NAME)
+from tasks.predictions import write_predictions
+from tasks.prepared import load_prepared
 from tasks.progress import epoch_logger
-from tasks.prepared import augment_settings, checkpoint_file, device, load_prepared
-from tasks.scan import MODEL_FILE as SCAN_MODEL_FILE
-from tasks.scan import write_predictions
 from tasks.stages import group
-
-SELFLABEL_DIR = Path("artifacts/selflabel")
-MODEL_FILE = SELFLABEL_DIR / "model.pt"
-PREDICTIONS_FILE = SELFLABEL_DIR / "predictions.parquet"
 
 
 @stage_task("selflabel")
-def selflabel(params: dict, inputs: dict) -> None:
+def selflabel(params: dict, inputs: dict, out: StagedOutputs) -> None:
     logger = get_run_logger()
     prepared = load_prepared()
     values = group(params, "selflabel")
@@ -52,7 +49,7 @@ def selflabel(params: dict, inputs: dict) -> None:
             f"or train the scan stage longer."
         )
         logger.warning(summary["warning"])
-    save_model(MODEL_FILE, model.cpu(), **description)
-    write_predictions(PREDICTIONS_FILE, model, prepared, augment)
-    atomic_write_text(SELFLABEL_DIR / "summary.json", json.dumps(summary, indent=1))
+    save_model(out(SELFLABEL_MODEL_FILE), model.cpu(), **description)
+    write_predictions(out(SELFLABEL_PREDICTIONS_FILE), model, prepared, augment)
+    out(SELFLABEL_DIR / SUMMARY_NAME).write_text(json.dumps(summary, indent=1))
     checkpoint.discard()

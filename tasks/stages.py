@@ -1,103 +1,126 @@
 """What each stage reads, writes, and which params and code it depends on.
 
-This table is the single source for the Prefect cache keys; ``dvc.yaml`` states the same
-facts for DVC and a test keeps the two in agreement.
+This table is the single source for the Prefect cache keys and for ``dvc.yaml`` (written by
+``python -m flows.dvc_file``). A stage's code dependencies are not listed by hand: they are
+the project modules its task module imports, followed transitively, plus the params schema
+that gives it its values. This file and ``tasks/common.py`` are the cache machinery every
+stage shares; they are left out, so editing them reruns nothing.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from scan_core.config import Params
-
-TRAINING_CODE = ("scan_core/augment.py", "scan_core/models.py", "scan_core/checkpoint.py",
-                 "scan_core/training/common.py")
-AUTO_SETTINGS_CODE = ("scan_core/defaults.py", "tasks/progress.py")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("scan_core", "tasks")
+SHARED_MACHINERY = frozenset({"tasks/common.py", "tasks/stages.py"})
+PARAMS_SCHEMA = "scan_core/config.py"
 
 
 @dataclass(frozen=True)
 class StageSpec:
     name: str
     params: tuple[str, ...]
-    code: tuple[str, ...]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
 
+    @property
+    def module(self) -> str:
+        return f"tasks/{self.name}.py"
+
+    @property
+    def code(self) -> tuple[str, ...]:
+        return code_dependencies(self.module, PARAMS_SCHEMA)
+
+
+SIMCLR_AUGMENT = ("augment.hflip", "augment.crop_min_scale", "augment.jitter_strength", "augment.rotation")
+STRONG_AUGMENT = ("augment.hflip", "augment.strong_ops", "augment.cutout_fraction")
 
 STAGES: dict[str, StageSpec] = {
     spec.name: spec
     for spec in (
-        StageSpec(
-            "prepare",
-            params=("data.name", "data.root", "data.image_size", "data.train_split", "data.eval_split",
-                    "data.subset_file", "data.on_bad_image"),
-            code=("tasks/prepare.py", "scan_core/data", "scan_core/defaults.py"),
-            inputs=(),
-            outputs=("artifacts/prepare",),
-        ),
-        StageSpec(
-            "pretext",
-            params=("pretext", "augment.hflip", "augment.crop_min_scale", "augment.jitter_strength",
-                    "augment.rotation"),
-            code=("tasks/pretext.py", "scan_core/training/pretext.py", "scan_core/losses.py", *TRAINING_CODE,
-                  *AUTO_SETTINGS_CODE),
-            inputs=("prepare",),
-            outputs=("artifacts/pretext",),
-        ),
-        StageSpec(
-            "embed",
-            params=("embed",),
-            code=("tasks/embed.py", *TRAINING_CODE),
-            inputs=("prepare", "pretext"),
-            outputs=("artifacts/embed",),
-        ),
-        StageSpec(
-            "mine",
-            params=("mine",),
-            code=("tasks/mine.py", "scan_core/mining.py"),
-            inputs=("prepare", "embed"),
-            outputs=("artifacts/mine", "metrics/mine.json"),
-        ),
-        StageSpec(
-            "scan",
-            params=("scan", "augment.hflip", "augment.strong_ops", "augment.cutout_fraction",
-                    "augment.crop_min_scale", "augment.jitter_strength", "augment.rotation"),
-            code=("tasks/scan.py", "scan_core/training/clustering.py", "scan_core/training/warm_start.py",
-                  "scan_core/cluster_count.py", "scan_core/losses.py", "scan_core/health.py",
-                  *TRAINING_CODE, *AUTO_SETTINGS_CODE),
-            inputs=("prepare", "pretext", "embed", "mine"),
-            outputs=("artifacts/scan",),
-        ),
-        StageSpec(
-            "selflabel",
-            params=("selflabel", "augment.hflip", "augment.strong_ops", "augment.cutout_fraction"),
-            code=("tasks/selflabel.py", "scan_core/training/selflabel.py", "scan_core/losses.py", *TRAINING_CODE,
-                  *AUTO_SETTINGS_CODE),
-            inputs=("prepare", "scan"),
-            outputs=("artifacts/selflabel",),
-        ),
-        StageSpec(
-            "evaluate",
-            params=("evaluate",),
-            code=("tasks/evaluate.py", "scan_core/evaluation.py", "scan_core/report.py", "scan_core/health.py"),
-            inputs=("prepare", "embed", "mine", "scan", "selflabel"),
-            outputs=("metrics/evaluate.json", "plots", "reports"),
-        ),
+        StageSpec("prepare", params=("data",), inputs=(), outputs=("artifacts/prepare",)),
+        StageSpec("pretext", params=("pretext", *SIMCLR_AUGMENT), inputs=("prepare",),
+                  outputs=("artifacts/pretext",)),
+        StageSpec("embed", params=("embed",), inputs=("prepare", "pretext"), outputs=("artifacts/embed",)),
+        StageSpec("mine", params=("mine",), inputs=("prepare", "embed"),
+                  outputs=("artifacts/mine", "metrics/mine.json")),
+        StageSpec("scan", params=("scan", *SIMCLR_AUGMENT, *STRONG_AUGMENT),
+                  inputs=("prepare", "pretext", "embed", "mine"), outputs=("artifacts/scan",)),
+        StageSpec("selflabel", params=("selflabel", *STRONG_AUGMENT), inputs=("prepare", "scan"),
+                  outputs=("artifacts/selflabel",)),
+        StageSpec("evaluate", params=("evaluate",), inputs=("prepare", "embed", "mine", "scan", "selflabel"),
+                  outputs=("metrics/evaluate.json", "plots", "reports")),
     )
 }
 
 
-def stage_params(params: Params, stage: str) -> dict[str, object]:
-    """The flat ``{"group.key": value}`` params one stage depends on (a group means all its keys)."""
-    flat = {
-        f"{group}.{key}": value
-        for group, values in params.model_dump().items()
-        for key, value in values.items()
-    }
-    selected: dict[str, object] = {}
-    for wanted in STAGES[stage].params:
-        selected.update({key: value for key, value in flat.items() if key == wanted or key.startswith(wanted + ".")})
-    return selected
+def _module_file(dotted: str) -> str | None:
+    """The project file that defines module ``dotted``, relative to the project root."""
+    if dotted.split(".")[0] not in PACKAGES:
+        return None
+    base = PROJECT_ROOT.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate.relative_to(PROJECT_ROOT).as_posix()
+    return None
+
+
+def _package_of(file: str) -> str:
+    parts = Path(file).with_suffix("").parts
+    return ".".join(parts[:-1])
+
+
+def imported_files(file: str) -> set[str]:
+    """Project files ``file`` imports, anywhere in its body. ``from package import name``
+    counts the submodule when ``name`` is one, and the package's ``__init__`` only when a
+    name is taken from it."""
+    tree = ast.parse((PROJECT_ROOT / file).read_text(), filename=file)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(filter(None, (_module_file(alias.name) for alias in node.names)))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                package = _package_of(file).split(".")
+                base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                module = _module_file(f"{base}.{alias.name}")
+                found.add(module) if module else found.update(filter(None, [_module_file(base)]))
+    return found
+
+
+@functools.cache
+def code_dependencies(*roots: str) -> tuple[str, ...]:
+    """Every project file reachable from ``roots`` through imports, minus the shared machinery."""
+    seen: set[str] = set()
+    pending = [root for root in roots if root not in SHARED_MACHINERY]
+    while pending:
+        file = pending.pop()
+        if file in seen:
+            continue
+        seen.add(file)
+        pending.extend(imported_files(file) - SHARED_MACHINERY - seen)
+    return tuple(sorted(seen))
+
+
+def group_keys(keys: list[str], wanted: tuple[str, ...]) -> list[str]:
+    """The flat keys that ``wanted`` names, in the order of ``keys`` (a group means all its keys)."""
+    return [key for key in keys if any(key == name or key.startswith(name + ".") for name in wanted)]
+
+
+def stage_params(params: Any, stage: str) -> dict[str, object]:
+    """The flat ``{"group.key": value}`` params one stage depends on, from ``Params`` or its
+    ``model_dump()`` (this module does not import the schema: it is no stage's code)."""
+    nested = params.model_dump() if hasattr(params, "model_dump") else params
+    flat = {f"{group}.{key}": value for group, values in nested.items() for key, value in values.items()}
+    return {key: flat[key] for key in group_keys(list(flat), STAGES[stage].params)}
 
 
 def group(subset: dict[str, object], name: str) -> dict[str, object]:

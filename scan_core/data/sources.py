@@ -10,10 +10,10 @@ from PIL import Image
 
 from scan_core.data import readers
 from scan_core.defaults import auto_image_size
+from scan_core.names import DATASET_NAMES
 from scan_core.data.image_set import UNKNOWN_LABEL, ImageSet
 from scan_core.data.readers.folder import resize_center_crop
 
-DATASET_NAMES = ("digits", "fashion_mnist", "cifar10", "cifar20", "stl10", "imagenet", "folder")
 
 DIGITS_SPLITS = ("all",)
 

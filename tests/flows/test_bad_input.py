@@ -126,3 +126,35 @@ def test_every_bad_file_is_listed_at_once_and_skip_leaves_them_out(prepared_fold
             (project / "images" / "class_1" / name).unlink()
         set_params(project, {"data": {"on_bad_image": "fail"}})
         assert main(["prepare"]) == 0
+
+
+def _run_stage_command(project: Path, stage: str) -> tuple[int, str]:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "flows", stage], cwd=project, capture_output=True, text=True)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_a_stage_run_before_its_inputs_exist_says_what_to_run_in_one_line(tmp_path):
+    from tests.conftest import make_project
+
+    project = make_project(tmp_path / "project")
+    code, output = _run_stage_command(project, "embed")
+    assert code == 2
+    assert output.strip().splitlines() == [
+        "error: stage 'prepare' has no outputs in artifacts/prepare; run it first (dvc repro prepare)"]
+
+
+def test_a_param_beyond_the_data_size_is_one_line_naming_key_value_and_limit(prepared_folder_project):
+    project = prepared_folder_project
+    original = (project / "params.yaml").read_text()
+    try:
+        set_params(project, {"mine": {"topk": 12}})
+        code, output = _run_stage_command(project, "mine")
+    finally:
+        (project / "params.yaml").write_text(original)
+    assert code == 2
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in output, output
+    assert "mine.topk = 12" in lines[0] and "below the number of training images (12)" in lines[0]

@@ -169,3 +169,13 @@ def test_neighbor_purity_by_hand() -> None:
     # rank 1: 10->20 same, 20->10 same, 30->20 diff -> 2/3
     # ranks 1-2 add 10->30 diff, 20->30 diff, 30->10 diff -> 2/6 (k counts all ranks <= k)
     assert purity == {1: pytest.approx(2 / 3), 2: pytest.approx(2 / 6)}
+
+
+def test_neighbor_purity_leaves_out_pairs_with_an_unknown_label() -> None:
+    labels = np.zeros(31, dtype=np.int64)
+    labels[[10, 20]] = 1
+    labels[30] = -1  # an unlabeled image: no pair with it counts, not even -1 with -1
+    purity = neighbor_purity(_hand_table(), labels, [1, 2])
+    # known pairs: rank 1 10->20 same, 20->10 same; rank 2 adds none (all involve 30)
+    assert purity == {1: pytest.approx(1.0), 2: pytest.approx(1.0)}
+    assert neighbor_purity(_hand_table(), np.full(31, -1), [1, 2]) == {}

@@ -1,0 +1,75 @@
+"""Write ``dvc.yaml`` from the stage table in ``tasks/stages.py``, the same source the Prefect
+cache keys come from, so DVC and Prefect agree on what each stage depends on.
+
+    python -m flows.dvc_file            # rewrite dvc.yaml
+    python -m flows.dvc_file --check    # exit 1 when dvc.yaml is stale (what the tests run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from scan_core.config import known_keys
+from tasks.stages import PROJECT_ROOT, STAGES, StageSpec, group_keys
+
+DVC_FILE = PROJECT_ROOT / "dvc.yaml"
+HEADER = "# Written by `python -m flows.dvc_file` from tasks/stages.py; edit that, not this file.\n"
+METRICS_SUFFIX = ".json"
+PLOTS = ["plots/confusion.png", "plots/cluster_sizes.png", "plots/training.png"]
+SOURCE_DEPS = {"prepare": ["${data.root}"]}
+
+
+class _IndentedLists(yaml.SafeDumper):
+    """Indent list items under their key, as DVC's own examples do."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _is_folder(path: str) -> bool:
+    return Path(path).suffix == ""
+
+
+def stage_entry(spec: StageSpec) -> dict:
+    upstream = [path for name in spec.inputs for path in STAGES[name].outputs if _is_folder(path)]
+    entry: dict = {
+        "cmd": f"python -m flows {spec.name}",
+        "params": group_keys(known_keys(), spec.params),
+        "deps": [*spec.code, *SOURCE_DEPS.get(spec.name, []), *upstream],
+    }
+    if outs := [path for path in spec.outputs if _is_folder(path)]:
+        entry["outs"] = outs
+    if metrics := [path for path in spec.outputs if path.endswith(METRICS_SUFFIX)]:
+        entry["metrics"] = [{path: {"cache": False}} for path in metrics]
+    return entry
+
+
+def render() -> str:
+    document = {"stages": {name: stage_entry(spec) for name, spec in STAGES.items()}, "plots": PLOTS}
+    return HEADER + yaml.dump(document, Dumper=_IndentedLists, sort_keys=False, default_flow_style=False, width=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.dvc_file", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only report whether dvc.yaml is up to date")
+    args = parser.parse_args(argv)
+    text = render()
+    current = DVC_FILE.read_text() if DVC_FILE.exists() else ""
+    if args.check:
+        if current != text:
+            print("dvc.yaml is stale: run `python -m flows.dvc_file` and commit it", file=sys.stderr)
+            return 1
+        return 0
+    if current != text:
+        DVC_FILE.write_text(text)
+        print("dvc.yaml written")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
