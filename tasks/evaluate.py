@@ -32,6 +32,15 @@ def _rounded(values: dict) -> dict:
     return {key: round(value, 6) if isinstance(value, float) else value for key, value in values.items()}
 
 
+def kmeans_baseline(prepared: Prepared, embeddings: np.ndarray, num_clusters: int,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """k-means fitted on the training rows, like every other model, then applied to the
+    evaluation rows: ``(clusters of the eval rows, clusters of the train rows)``."""
+    on_train, on_eval = kmeans_clusters(embeddings[prepared.train_rows], num_clusters, seed,
+                                        also=embeddings[prepared.eval_rows])
+    return on_eval, on_train
+
+
 def _health(prepared: Prepared, kmeans_on_train: np.ndarray, num_clusters: int) -> dict[str, dict[str, float]]:
     """Label-free health of every model on the training images, where the mined neighbors are."""
     neighbors = training_neighbors(prepared).numpy()
@@ -55,8 +64,7 @@ def evaluate(params: dict, inputs: dict, out: StagedOutputs) -> None:
     num_clusters = probabilities["scan"].shape[1]
     all_embeddings = load_rows(EMBEDDINGS_FILE, prepared)
     embeddings = all_embeddings[rows]
-    kmeans, kmeans_on_train = kmeans_clusters(embeddings, num_clusters, settings["kmeans_seed"],
-                                              also=all_embeddings[prepared.train_rows])
+    kmeans, kmeans_on_train = kmeans_baseline(prepared, all_embeddings, num_clusters, settings["kmeans_seed"])
     predictions = {"kmeans": kmeans}
     predictions.update({name: probs.argmax(axis=1) for name, probs in probabilities.items()})
     health = _health(prepared, kmeans_on_train, num_clusters)
