@@ -88,7 +88,7 @@ def check_device(name: str):
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, as a torch device that exists here."""
     import torch
 
-    from scan_core.training.common import resolve_device
+    from scan_core.devices import resolve_device
 
     try:
         device = resolve_device(name)

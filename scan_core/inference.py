@@ -21,12 +21,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from scan_core.augment import AugmentSettings
+from scan_core.augment.settings import AugmentSettings
 from scan_core.data.readers.folder import BadImageError, decode_image
 from scan_core.model_files import load_clustering_model
 from scan_core.models import ClusteringModel
 from scan_core.predictions import predictions_table
-from scan_core.training.common import predict_probabilities, resolve_device
+from scan_core.devices import resolve_device
+from scan_core.training.common import predict_probabilities
 
 REQUIRED_DESCRIPTION = ("backbone", "in_channels", "num_clusters", "image_size", "mean", "std")
 

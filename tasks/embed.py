@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch.nn.functional as F
 
-from scan_core.augment import AugmentSettings
+from scan_core.augment.settings import AugmentSettings
 from scan_core.model_files import load_contrastive_model
 from scan_core.training.common import compute_features
 from tasks.common import StagedOutputs, stage_task
-from tasks.compute import device
+from tasks.device import device
 from tasks.paths import BACKBONE_FEATURES_FILE, EMBEDDINGS_FILE, PRETEXT_MODEL_FILE
 from tasks.prepared import load_prepared
 from tasks.stages import group

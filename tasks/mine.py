@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 from prefect import get_run_logger
 
 from scan_core.mining import mine_neighbors, neighbor_purity
 from tasks.common import StagedOutputs, stage_task
+from tasks.device import device
 from tasks.paths import BACKBONE_FEATURES_FILE, EMBEDDINGS_FILE, MINE_METRICS_FILE, NEIGHBORS_FILE
 from tasks.prepared import load_prepared, load_rows
 from tasks.stages import group
@@ -23,7 +23,7 @@ def mine(params: dict, inputs: dict, out: StagedOutputs) -> None:
     prepared = load_prepared()
     rows = prepared.train_rows
     embeddings = load_rows(BACKBONE_FEATURES_FILE if settings["space"] == "backbone" else EMBEDDINGS_FILE, prepared)[rows]
-    table = mine_neighbors(embeddings, topk, ids=prepared.manifest["index"].to_numpy()[rows])
+    table = mine_neighbors(embeddings, topk, ids=prepared.manifest["index"].to_numpy()[rows], device=device())
     table.to_parquet(out(NEIGHBORS_FILE), index=False)
     metrics: dict = {"topk": topk, "space": settings["space"]}
     if prepared.labels is not None:

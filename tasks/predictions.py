@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scan_core.augment import AugmentSettings
+from scan_core.augment.settings import AugmentSettings
 from scan_core.predictions import predictions_table
 from scan_core.training.common import predict_probabilities
-from tasks.compute import device
+from tasks.device import device
 from tasks.prepared import Prepared
 
 

@@ -11,7 +11,8 @@ from scan_core.defaults import describe_auto, resolve_stage
 from scan_core.model_files import save_model
 from scan_core.training.pretext import PretextSettings, train_pretext
 from tasks.common import StagedOutputs, stage_key, stage_task
-from tasks.compute import augment_settings, checkpoint_file, device
+from tasks.compute import augment_settings, checkpoint_file
+from tasks.device import device
 from tasks.paths import PRETEXT_DIR, PRETEXT_MODEL_FILE
 from tasks.prepared import load_prepared
 from tasks.progress import epoch_logger

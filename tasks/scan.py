@@ -14,7 +14,8 @@ from scan_core.model_files import load_contrastive_model, save_model
 from scan_core.training.clustering import ScanSettings, collapse_report, collapse_warning, train_scan
 from scan_core.training.warm_start import kmeans_partitions
 from tasks.common import StagedOutputs, stage_key, stage_task
-from tasks.compute import augment_settings, checkpoint_file, device
+from tasks.compute import augment_settings, checkpoint_file
+from tasks.device import device
 from tasks.neighbors import training_neighbors
 from tasks.paths import (EMBEDDINGS_FILE, PRETEXT_MODEL_FILE, SCAN_DIR, SCAN_MODEL_FILE, SCAN_PREDICTIONS_FILE,
                          SUMMARY_NAME)

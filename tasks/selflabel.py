@@ -11,7 +11,8 @@ from scan_core.defaults import describe_auto, resolve_stage
 from scan_core.model_files import load_clustering_model, save_model
 from scan_core.training.selflabel import SelflabelSettings, train_selflabel
 from tasks.common import StagedOutputs, stage_key, stage_task
-from tasks.compute import augment_settings, checkpoint_file, device
+from tasks.compute import augment_settings, checkpoint_file
+from tasks.device import device
 from tasks.paths import (SCAN_MODEL_FILE, SELFLABEL_DIR, SELFLABEL_MODEL_FILE, SELFLABEL_PREDICTIONS_FILE,
                          SUMMARY_NAME)
 from tasks.predictions import write_predictions

@@ -10,7 +10,7 @@ import os, sys, time, json
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from scan_core.data.sources import load_image_set
-from scan_core.augment import AugmentSettings
+from scan_core.augment.settings import AugmentSettings
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.training.pretext import PretextSettings, train_pretext
 from scan_core.training.common import compute_features

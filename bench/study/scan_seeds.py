@@ -8,7 +8,7 @@ mean confidence, balance, confident count) to $STUDY_DIR/trace_<cache>_<tag>_s<s
 import os, sys, time, json
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-from scan_core.augment import AugmentSettings
+from scan_core.augment.settings import AugmentSettings
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.models import ContrastiveModel, build_backbone
 from scan_core.mining import neighbor_matrix

@@ -12,10 +12,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from scan_core.augment import AugmentSettings, simclr_view, strong_view, to_float
+from scan_core.augment.settings import AugmentSettings, to_float
+from scan_core.augment.simclr import simclr_view
+from scan_core.augment.strong import strong_view
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.health import label_free_health
-from scan_core.losses import PROBABILITY_FLOOR, scan_loss
+from scan_core.losses.clustering import PROBABILITY_FLOOR, scan_loss
 from scan_core.models import ClusteringModel
 from scan_core.training.warm_start import warm_start_heads
 from scan_core.training.common import (

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scan_core.augment import AugmentSettings, normalize, to_float
+from scan_core.augment.settings import AugmentSettings, normalize, to_float
 from scan_core.checkpoint import TrainingCheckpoint
 
 logger = logging.getLogger(__name__)
@@ -51,12 +51,6 @@ def check_finite(loss: Tensor, stage: str, epoch: int, step: int) -> None:
             f"Usual fixes: lower {stage}.lr, raise {stage}.batch_size, or check the input "
             f"images; the last good checkpoint is kept."
         )
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @torch.no_grad()

@@ -8,9 +8,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from scan_core.augment import AugmentSettings, simclr_view, to_float
+from scan_core.augment.settings import AugmentSettings, to_float
+from scan_core.augment.simclr import simclr_view
 from scan_core.checkpoint import TrainingCheckpoint
-from scan_core.losses import simclr_loss
+from scan_core.losses.contrastive import simclr_loss
 from scan_core.models import ContrastiveModel, build_backbone
 from scan_core.training.common import (
     EpochCallback,

@@ -11,9 +11,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from scan_core.augment import AugmentSettings, normalize, strong_view, to_float
+from scan_core.augment.settings import AugmentSettings, normalize, to_float
+from scan_core.augment.strong import strong_view
 from scan_core.checkpoint import TrainingCheckpoint
-from scan_core.losses import confidence_ce
+from scan_core.losses.confidence import confidence_ce
 from scan_core.models import ClusteringModel
 from scan_core.training.common import (
     EpochCallback,

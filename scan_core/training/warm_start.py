@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import Tensor
 
-from scan_core.augment import AugmentSettings
+from scan_core.augment.settings import AugmentSettings
 from scan_core.models import ClusteringModel
 from scan_core.training.common import compute_features
 

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from flows import layout, predict
-from scan_core.augment import AugmentSettings
+from scan_core.augment.settings import AugmentSettings
 from scan_core.model_files import save_model
 from scan_core.models import ClusteringModel, build_backbone
 from scan_core.predictions import predictions_table

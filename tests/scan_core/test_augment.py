@@ -5,17 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scan_core.augment import (
-    STRONG_OPS,
-    AugmentSettings,
-    apply_strong_op,
-    cutout,
-    normalize,
-    simclr_view,
-    strong_view,
-    to_float,
-    weak_view,
-)
+from scan_core.augment.settings import AugmentSettings, normalize, to_float
+
+from scan_core.augment.simclr import simclr_view, weak_view
+
+from scan_core.augment.strong import STRONG_OPS, apply_strong_op, cutout, strong_view
 
 VIEWS = {"simclr": simclr_view, "weak": weak_view, "strong": strong_view}
 
@@ -193,7 +187,7 @@ def test_weak_view_shifts_by_at_most_an_eighth() -> None:
 
 
 def test_simclr_rotation_zero_draws_nothing_extra_and_positive_turns_the_view() -> None:
-    from scan_core.augment import random_resized_crop
+    from scan_core.augment.simclr import random_resized_crop
 
     images = torch.zeros(64, 1, 16, 16)
     images[:, :, :, 7:9] = 1.0  # a vertical bar

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scan_core.augment import AugmentSettings
+from scan_core.augment.settings import AugmentSettings
 from scan_core.data.readers.folder import read_folder
 from scan_core.inference import (
     ModelFileError,

@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from scan_core.losses import PROBABILITY_FLOOR, confidence_ce, scan_loss, simclr_loss
+from scan_core.losses.clustering import PROBABILITY_FLOOR, scan_loss
+
+from scan_core.losses.confidence import confidence_ce
+
+from scan_core.losses.contrastive import simclr_loss
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

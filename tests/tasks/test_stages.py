@@ -63,6 +63,8 @@ def test_every_module_a_stage_loads_is_among_its_code_dependencies(stage, loaded
 def test_stages_do_not_depend_on_code_they_do_not_run():
     code = {name: set(spec.code) for name, spec in STAGES.items()}
     assert "scan_core/training/selflabel.py" not in code["pretext"] | code["scan"]
+    assert not {"scan_core/augment/strong.py", "scan_core/losses/confidence.py"} & code["pretext"]
+    assert "scan_core/losses/contrastive.py" not in code["scan"] | code["selflabel"]
     assert not {file for file in code["pretext"] if "data/" in file or file.startswith("tasks/scan")}
     assert "scan_core/training/common.py" not in code["mine"] | code["evaluate"]
     for name, files in code.items():

@@ -17,7 +17,7 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits
 
-from scan_core.augment import AugmentSettings, normalize, to_float
+from scan_core.augment.settings import AugmentSettings, normalize, to_float
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.evaluation import cluster_metrics
 from scan_core.mining import mine_neighbors, neighbor_matrix, neighbor_purity

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scan_core.augment import AugmentSettings
+from scan_core.augment.settings import AugmentSettings
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.models import ClusteringModel, build_backbone
 from scan_core.training.clustering import ScanSettings, head_losses, train_scan

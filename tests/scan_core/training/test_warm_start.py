@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from scan_core.augment import AugmentSettings
+from scan_core.augment.settings import AugmentSettings
 from scan_core.models import ClusteringModel, build_backbone
 from scan_core.training.common import compute_features
 from scan_core.training.warm_start import kmeans_partitions, warm_start_heads
