@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
 import yaml
 
 from scan_core.config import known_keys
@@ -30,19 +28,15 @@ class _IndentedLists(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
-def _is_folder(path: str) -> bool:
-    return Path(path).suffix == ""
-
-
 def stage_entry(spec: StageSpec) -> dict:
-    upstream = [path for name in spec.inputs for path in STAGES[name].outputs if _is_folder(path)]
+    upstream = [path for name in spec.inputs for path in STAGES[name].folders]
     entry: dict = {
         "cmd": f"python -m flows {spec.name}",
         "params": group_keys(known_keys(), spec.params),
         "deps": [*spec.code, *SOURCE_DEPS.get(spec.name, []), *upstream],
     }
-    if outs := [path for path in spec.outputs if _is_folder(path)]:
-        entry["outs"] = outs
+    if spec.folders:
+        entry["outs"] = list(spec.folders)
     if metrics := [path for path in spec.outputs if path.endswith(METRICS_SUFFIX)]:
         entry["metrics"] = [{path: {"cache": False}} for path in metrics]
     return entry

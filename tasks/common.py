@@ -21,9 +21,12 @@ from prefect import task
 from prefect.context import TaskRunContext
 
 from scan_core.checkpoint import UnsafeCheckpointError, atomic_write_text
+from scan_core.machine import machine_description
+from tasks.device import device
 from tasks.stages import STAGES, StageSpec
 
 CACHE_DIR = Path(".scan_cache")
+MACHINE_FILE = "machine.json"  # beside each stage's outputs: the CPU and thread count that made them
 Digests = dict[str, str]
 
 
@@ -194,6 +197,8 @@ def stage_task(stage: str) -> Callable[[StageBody], Any]:
             with FileLock(lock_file):
                 staged = StagedOutputs(spec.outputs)
                 body(params, inputs, staged)
+                machine = json.dumps(machine_description(device()), indent=1)
+                staged(Path(spec.folders[0]) / MACHINE_FILE).write_text(machine)
                 staged.publish()
                 outputs = digest_paths(spec.outputs)
                 record = {"key": stage_key(stage, params, inputs), "outputs": outputs}

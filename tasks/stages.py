@@ -33,6 +33,10 @@ class StageSpec:
         return f"tasks/{self.name}.py"
 
     @property
+    def folders(self) -> tuple[str, ...]:
+        return tuple(path for path in self.outputs if Path(path).suffix == "")
+
+    @property
     def code(self) -> tuple[str, ...]:
         return code_dependencies(self.module, PARAMS_SCHEMA)
 
@@ -54,7 +58,7 @@ STAGES: dict[str, StageSpec] = {
         StageSpec("selflabel", params=("selflabel", *STRONG_AUGMENT), inputs=("prepare", "scan"),
                   outputs=("artifacts/selflabel",)),
         StageSpec("evaluate", params=("evaluate",), inputs=("prepare", "embed", "mine", "scan", "selflabel"),
-                  outputs=("metrics/evaluate.json", "plots", "reports")),
+                  outputs=("metrics/evaluate.json", "reports", "plots")),
     )
 }
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from scan_core.machine import cpu_model
 from tasks.common import StagedOutputs, digest_paths
 from tests.conftest import make_project, set_params
 
@@ -54,6 +55,8 @@ def test_a_prepare_killed_mid_write_leaves_the_old_outputs(tmp_path):
     assert _prepare(project, "complete") == 0
     assert not (project / "artifacts/.prepare.staging").exists()
     assert json.loads((project / "artifacts/prepare/dataset.json").read_text())["image_size"] == 6
+    machine = json.loads((project / "artifacts/prepare/machine.json").read_text())
+    assert machine["cpu"] == cpu_model() and machine["torch_threads"] >= 1 and "device" in machine
 
 
 def test_a_first_prepare_killed_mid_write_leaves_no_outputs(tmp_path):
