@@ -10,6 +10,7 @@ from prefect import get_run_logger
 
 from scan_core.evaluation import cluster_metrics, cluster_summary, confusion_matrix, kmeans_clusters
 from scan_core.health import health_warning, label_free_health
+from scan_core.html_report import ReportInputs, neighbor_purity_curve, original_file, render_html
 from scan_core.predictions import probability_matrix
 from scan_core.report import (
     markdown_report,
@@ -114,10 +115,11 @@ def evaluate(params: dict, inputs: dict, out: StagedOutputs) -> None:
     out(METRICS_FILE).write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
 
     pictures = []
+    confusion = class_names = None
     if labels is not None:
         class_names = prepared.info["class_names"]
-        plot_confusion(confusion_matrix(labels, predictions["selflabel"], num_clusters), class_names,
-                       out(PLOTS_DIR / "confusion.png"), "self-labeled model")
+        confusion = confusion_matrix(labels, predictions["selflabel"], num_clusters)
+        plot_confusion(confusion, class_names, out(PLOTS_DIR / "confusion.png"), "self-labeled model")
         pictures.append("../plots/confusion.png")
     plot_cluster_sizes({name: np.bincount(predictions[name], minlength=num_clusters) for name in predictions},
                        out(PLOTS_DIR / "cluster_sizes.png"))
@@ -133,13 +135,31 @@ def evaluate(params: dict, inputs: dict, out: StagedOutputs) -> None:
         plot_cluster_count_curve(estimate["curve"], estimate["chosen"], estimate["criterion"],
                                  out(PLOTS_DIR / "num_clusters.png"))
         pictures.append("../plots/num_clusters.png")
+    eval_images = prepared.images.numpy()[rows]
+    prototypes = []
     if settings["prototypes"] > 0:
         selflabel_probs = probabilities["selflabel"]
         prototypes = prototype_indices(embeddings, predictions["selflabel"], selflabel_probs.max(axis=1),
                                        settings["prototypes"], num_clusters)
-        plot_prototypes(prepared.images.numpy()[rows], prototypes, out(REPORT_DIR / "prototypes.png"))
+        plot_prototypes(eval_images, prototypes, out(REPORT_DIR / "prototypes.png"))
         pictures.append("prototypes.png")
     out(REPORT_DIR / "report.md").write_text(markdown_report("SCAN report", metrics, pictures, notes))
+    out(REPORT_DIR / "index.html").write_text(render_html(ReportInputs(
+        title=f"SCAN report: {prepared.info['name']}", metrics=metrics, notes=notes,
+        predictions=predictions["selflabel"], num_clusters=num_clusters,
+        confidences={name: probs.max(axis=1) for name, probs in probabilities.items()},
+        images=eval_images, prototypes=prototypes, labels=labels, class_names=class_names, confusion=confusion,
+        # Thumbnails from the user's own files where the data set has them (sources relative to its root).
+        originals=[original_file(source, prepared.info.get("root"))
+                   for source in prepared.manifest["source"].to_numpy()[rows]],
+        purity=neighbor_purity_curve(training_neighbors(prepared).numpy(), prepared.labels[prepared.train_rows])
+        if prepared.labels is not None else None,
+        curves={**{f"scan {key.replace('_', ' ')}": [record[key] for record in scan_history]
+                   for key in ("loss", "consistency", "entropy", "neighbor_agreement", "mean_confidence")
+                   if scan_history and key in scan_history[0]},
+                **{f"selflabel {key}": [record[key] for record in selflabel_history]
+                   for key in ("loss", "confident") if selflabel_history and key in selflabel_history[0]}},
+    )), encoding="utf-8")
     logger = get_run_logger()
     for name in predictions:
         if "acc" in metrics.get(name, {}):
