@@ -16,3 +16,5 @@ os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "scan_core")
 logging.getLogger("scan_core").setLevel(logging.INFO)
 # scan_core used outside a flow run (a notebook, a test) logs locally without a warning.
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+# Set by the scan-experiment flow for the dvc it starts: stage runs attach to that flow run.
+PARENT_RUN_ENV = "SCAN_EXPERIMENT_FLOW_RUN_ID"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from flows import PARENT_RUN_ENV
 from scan_core.config import ParamsError, load_params
 from tasks.stages import STAGES
 
@@ -30,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.target == "pipeline":
             states = scan_pipeline(params_file=args.params)
             print(" ".join(f"{stage}={state}" for stage, state in states.items()))
+        elif parent := os.environ.get(PARENT_RUN_ENV):
+            from flows.experiment import run_stage_in_experiment
+
+            print(f"{args.target}: {run_stage_in_experiment(parent, args.target, args.params)}")
         else:
             print(f"{args.target}: {scan_stage(stage=args.target, params_file=args.params)}")
     except (ParamsError, *USER_ERRORS) as error:
