@@ -56,6 +56,7 @@ def prepare(params: dict, inputs: dict, out: StagedOutputs) -> None:
     train_pixels = image_set.images[in_train].astype(np.float64) / 255.0
     info = {
         "name": data["name"],
+        "root": data["root"],  # the manifest's sources are relative to it (report thumbnails)
         "train_split": train_split,
         "eval_split": eval_split,
         "num_images": len(image_set),
