@@ -12,12 +12,42 @@ import sys
 import yaml
 
 from scan_core.config import known_keys
+from tasks.paths import (CONFUSION_DATA_FILE, PRETEXT_CURVES_FILE, PURITY_CURVE_FILE, SCAN_CURVES_FILE,
+                         SELFLABEL_CURVES_FILE, SELFLABEL_MODEL_FILE)
 from tasks.stages import PROJECT_ROOT, STAGES, StageSpec, group_keys
 
 DVC_FILE = PROJECT_ROOT / "dvc.yaml"
 HEADER = "# Written by `python -m flows.dvc_file` from tasks/stages.py; edit that, not this file.\n"
 METRICS_SUFFIX = ".json"
-PLOTS = ["plots/confusion.png", "plots/cluster_sizes.png", "plots/training.png"]
+IMAGE_PLOTS = ["plots/confusion.png", "plots/cluster_sizes.png", "plots/training.png"]
+
+
+def _curve(title: str, file, y: str | list[str], x: str = "epoch", **labels: str) -> dict:
+    """A line plot of fields of the records in ``file`` (a JSON list, one record per x)."""
+    return {"template": "linear", "x": x, "y": {file.as_posix(): y}, "title": title, **labels}
+
+
+# Plots drawn from the data files the stages write, so that `dvc plots diff` draws two
+# experiments on one chart. Every file lies inside a stage's outputs.
+DATA_PLOTS = {
+    "pretext-loss": _curve("pretext: SimCLR loss per epoch", PRETEXT_CURVES_FILE, "loss"),
+    "mine-purity": _curve("mine: neighbor purity against k (labels needed)", PURITY_CURVE_FILE, "purity", x="k",
+                          x_label="k nearest neighbors", y_label="share of neighbors in the anchor's class"),
+    "scan-loss": _curve("scan: loss per epoch (total = consistency - entropy weight x entropy)",
+                        SCAN_CURVES_FILE, ["loss", "consistency", "entropy"]),
+    "scan-health": _curve("scan: neighbor agreement, mean confidence and balance of each epoch's best head",
+                          SCAN_CURVES_FILE, ["neighbor_agreement", "mean_confidence", "balance"]),
+    "selflabel-loss": _curve("selflabel: loss per epoch", SELFLABEL_CURVES_FILE, "loss"),
+    "selflabel-confident": _curve("selflabel: confident images per epoch", SELFLABEL_CURVES_FILE, "confident"),
+    "confusion": {"template": "confusion", "x": "actual", "y": {CONFUSION_DATA_FILE.as_posix(): "predicted"},
+                  "title": "self-labeled model: true class against the class its cluster is matched to",
+                  "x_label": "true class", "y_label": "matched cluster"},
+}
+PLOTS = [{name: spec} for name, spec in DATA_PLOTS.items()] + IMAGE_PLOTS
+# `dvc artifacts get <repo> selflabel-model` fetches the final model from a commit's cache.
+ARTIFACTS = {"selflabel-model": {"path": SELFLABEL_MODEL_FILE.as_posix(), "type": "model",
+                                 "desc": "SCAN self-labeled classifier (scan_core.model_files.load_clustering_model)",
+                                 "labels": ["scan", "image-clustering"]}}
 SOURCE_DEPS = {"prepare": ["${data.root}"]}
 
 
@@ -43,7 +73,8 @@ def stage_entry(spec: StageSpec) -> dict:
 
 
 def render() -> str:
-    document = {"stages": {name: stage_entry(spec) for name, spec in STAGES.items()}, "plots": PLOTS}
+    document = {"stages": {name: stage_entry(spec) for name, spec in STAGES.items()}, "plots": PLOTS,
+                "artifacts": ARTIFACTS}
     return HEADER + yaml.dump(document, Dumper=_IndentedLists, sort_keys=False, default_flow_style=False, width=120)
 
 

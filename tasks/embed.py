@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from scan_core.augment.settings import AugmentSettings
 from scan_core.model_files import load_contrastive_model
 from scan_core.training.common import compute_features
+from tasks.artifacts import publish_key_numbers
 from tasks.common import StagedOutputs, stage_task
 from tasks.device import device
 from tasks.paths import BACKBONE_FEATURES_FILE, EMBEDDINGS_FILE, PRETEXT_MODEL_FILE
@@ -22,6 +23,9 @@ def embed(params: dict, inputs: dict, out: StagedOutputs) -> None:
     normalisation = AugmentSettings(mean=tuple(prepared.info["mean"]), std=tuple(prepared.info["std"]))
     model = load_contrastive_model(PRETEXT_MODEL_FILE)[0].to(device())
     batch_size = group(params, "embed")["batch_size"]
+    numbers: dict = {"images": len(prepared.images)}
     for network, path in ((model, EMBEDDINGS_FILE), (model.backbone, BACKBONE_FEATURES_FILE)):
         features = compute_features(network, prepared.images, normalisation, batch_size, device())
         np.save(out(path), F.normalize(features, dim=1).numpy().astype(np.float32))
+        numbers[f"{path.stem} dims"] = int(features.shape[1])
+    publish_key_numbers("embed", numbers)

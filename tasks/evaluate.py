@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from prefect import get_run_logger
 
-from scan_core.evaluation import cluster_metrics, cluster_summary, confusion_matrix, kmeans_clusters
+from scan_core.evaluation import (cluster_metrics, cluster_summary, confusion_matrix, kmeans_clusters, labeled_mask,
+                                  match_clusters)
 from scan_core.health import health_warning, label_free_health
 from scan_core.html_report import ReportInputs, neighbor_purity_curve, original_file, render_html
 from scan_core.predictions import probability_matrix
@@ -21,10 +22,11 @@ from scan_core.report import (
     plot_training_curves,
     prototype_indices,
 )
+from tasks.artifacts import publish_metrics, publish_report
 from tasks.common import StagedOutputs, stage_task
 from tasks.neighbors import training_neighbors
-from tasks.paths import (EMBEDDINGS_FILE, METRICS_FILE, PLOTS_DIR, REPORT_DIR, SCAN_DIR, SCAN_PREDICTIONS_FILE,
-                         SELFLABEL_DIR, SELFLABEL_PREDICTIONS_FILE, SUMMARY_NAME)
+from tasks.paths import (CONFUSION_DATA_FILE, EMBEDDINGS_FILE, METRICS_FILE, PLOTS_DIR, REPORT_DIR, SCAN_DIR,
+                         SCAN_PREDICTIONS_FILE, SELFLABEL_DIR, SELFLABEL_PREDICTIONS_FILE, SUMMARY_NAME)
 from tasks.prepared import Prepared, load_prepared, load_rows
 from tasks.stages import group
 
@@ -40,6 +42,21 @@ def kmeans_baseline(prepared: Prepared, embeddings: np.ndarray, num_clusters: in
     on_train, on_eval = kmeans_clusters(embeddings[prepared.train_rows], num_clusters, seed,
                                         also=embeddings[prepared.eval_rows])
     return on_eval, on_train
+
+
+def confusion_records(labels: np.ndarray, predictions: np.ndarray, num_clusters: int,
+                      class_names: list[str]) -> list[dict[str, str]]:
+    """``{actual, predicted}`` for every labeled image, for DVC's confusion template: its class
+    and the class its cluster is matched to, as in ``plots/confusion.png`` (one-to-one, or
+    each cluster to its majority class when there are more clusters than classes)."""
+    known = labeled_mask(labels)
+    labels, predictions = np.asarray(labels)[known], np.asarray(predictions)[known]
+    num_classes = int(labels.max()) + 1
+    mapping = match_clusters(labels, predictions, num_clusters, many_to_one=num_clusters > num_classes)
+    names = [class_names[mapping[cluster]] if mapping[cluster] >= 0 else f"cluster {cluster}"
+             for cluster in range(len(mapping))]
+    return [{"actual": class_names[label], "predicted": names[cluster]}
+            for label, cluster in zip(labels.tolist(), predictions.tolist())]
 
 
 def _health(prepared: Prepared, kmeans_on_train: np.ndarray, num_clusters: int) -> dict[str, dict[str, float]]:
@@ -121,6 +138,8 @@ def evaluate(params: dict, inputs: dict, out: StagedOutputs) -> None:
         confusion = confusion_matrix(labels, predictions["selflabel"], num_clusters)
         plot_confusion(confusion, class_names, out(PLOTS_DIR / "confusion.png"), "self-labeled model")
         pictures.append("../plots/confusion.png")
+        records = confusion_records(labels, predictions["selflabel"], num_clusters, class_names)
+        out(CONFUSION_DATA_FILE).write_text(json.dumps(records))  # plotted by dvc plots (confusion template)
     plot_cluster_sizes({name: np.bincount(predictions[name], minlength=num_clusters) for name in predictions},
                        out(PLOTS_DIR / "cluster_sizes.png"))
     scan_history, selflabel_history = summaries["scan"]["history"], summaries["selflabel"]["history"]
@@ -165,3 +184,7 @@ def evaluate(params: dict, inputs: dict, out: StagedOutputs) -> None:
         if "acc" in metrics.get(name, {}):
             logger.info("%-9s ACC %.4f  NMI %.4f  ARI %.4f", name, metrics[name]["acc"], metrics[name]["nmi"],
                         metrics[name]["ari"])
+    publish_metrics(metrics, num_clusters)
+    full_report = REPORT_DIR / "index.html"
+    publish_report(out(REPORT_DIR / "report.md").read_text(), REPORT_DIR,
+                   full_report if out(full_report).exists() else None)

@@ -7,9 +7,11 @@ import json
 from prefect import get_run_logger
 
 from scan_core.mining import mine_neighbors, neighbor_purity
+from tasks.artifacts import publish_key_numbers
 from tasks.common import StagedOutputs, stage_task
 from tasks.device import device
-from tasks.paths import BACKBONE_FEATURES_FILE, EMBEDDINGS_FILE, MINE_METRICS_FILE, NEIGHBORS_FILE
+from tasks.paths import (BACKBONE_FEATURES_FILE, EMBEDDINGS_FILE, MINE_METRICS_FILE, NEIGHBORS_FILE,
+                         PURITY_CURVE_FILE)
 from tasks.prepared import load_prepared, load_rows
 from tasks.stages import group
 
@@ -27,7 +29,11 @@ def mine(params: dict, inputs: dict, out: StagedOutputs) -> None:
     table.to_parquet(out(NEIGHBORS_FILE), index=False)
     metrics: dict = {"topk": topk, "space": settings["space"]}
     if prepared.labels is not None:
-        purity = neighbor_purity(table, prepared.labels, [k for k in PURITY_KS if k <= topk])
-        metrics["purity"] = {f"top{k}": round(value, 6) for k, value in purity.items()}
+        purity = neighbor_purity(table, prepared.labels, list(range(1, topk + 1)))
+        metrics["purity"] = {f"top{k}": round(purity[k], 6) for k in PURITY_KS if k in purity}
         get_run_logger().info("neighbor purity: %s", metrics["purity"])
+        curve = [{"k": k, "purity": round(value, 6)} for k, value in purity.items()]
+        out(PURITY_CURVE_FILE).write_text(json.dumps(curve, indent=1))  # plotted by dvc plots
     out(MINE_METRICS_FILE).write_text(json.dumps(metrics, indent=1))
+    purities = {f"purity {name}": value for name, value in metrics.get("purity", {}).items()}
+    publish_key_numbers("mine", {"anchors": len(rows), "topk": topk, "space": settings["space"], **purities})

@@ -13,7 +13,8 @@ from scan_core.training.pretext import PretextSettings, train_pretext
 from tasks.common import StagedOutputs, stage_key, stage_task
 from tasks.compute import augment_settings, checkpoint_file
 from tasks.device import device
-from tasks.paths import PRETEXT_DIR, PRETEXT_MODEL_FILE
+from tasks.artifacts import publish_key_numbers
+from tasks.paths import PRETEXT_CURVES_FILE, PRETEXT_DIR, PRETEXT_MODEL_FILE
 from tasks.prepared import load_prepared
 from tasks.progress import epoch_logger
 from tasks.stages import group
@@ -39,5 +40,9 @@ def pretext(params: dict, inputs: dict, out: StagedOutputs) -> None:
     save_model(out(PRETEXT_MODEL_FILE), model.cpu(), backbone=settings.backbone, in_channels=prepared.info["channels"],
                projection_dim=settings.projection_dim)
     out(PRETEXT_DIR / "history.json").write_text(json.dumps(history, indent=1))
+    out(PRETEXT_CURVES_FILE).write_text(json.dumps(history, indent=1))  # [{epoch, loss}]
     out(PRETEXT_DIR / "settings.json").write_text(json.dumps(resolved, indent=1))
     checkpoint.discard()
+    publish_key_numbers("pretext", {"final loss": history[-1]["loss"] if history else None,
+                                    "epochs": settings.epochs, "backbone": settings.backbone,
+                                    "training images": len(prepared.train_rows)})

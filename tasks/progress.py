@@ -1,4 +1,5 @@
-"""Per-epoch log lines with a time estimate, so a long CPU run says early how long it will take."""
+"""Per-epoch log lines with a time estimate, so a long CPU run says early how long it will take,
+and a progress bar in the Prefect UI (the ``scan-<stage>-progress`` artifact)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,21 @@ import time
 from typing import Callable
 
 from scan_core.training.common import EpochCallback
+from tasks.artifacts import EpochProgress
 
 
 def epoch_logger(logger: logging.Logger | logging.LoggerAdapter, stage: str, epochs: int,
                  describe: Callable[[dict], str]) -> EpochCallback:
     """An ``on_epoch`` callback logging ``describe(record)``; after the first epoch it run,
-    it also logs the estimated time for the remaining ones."""
+    it also logs the estimated time for the remaining ones. The stage's progress artifact is
+    created now, at 0 %, and moved on after every epoch."""
     started = time.monotonic()
     first: list[int] = []
+    progress = EpochProgress(stage, epochs)
 
     def on_epoch(epoch: int, record: dict) -> None:
         logger.info("%s epoch %d/%d: %s", stage, epoch, epochs, describe(record))
+        progress.update(epoch)
         if not first:
             first.append(epoch)
             remaining = epochs - epoch

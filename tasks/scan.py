@@ -13,12 +13,13 @@ from scan_core.defaults import AUTO, auto_cluster_counts, describe_auto, resolve
 from scan_core.model_files import load_contrastive_model, save_model
 from scan_core.training.clustering import ScanSettings, collapse_report, collapse_warning, train_scan
 from scan_core.training.warm_start import kmeans_partitions
+from tasks.artifacts import publish_key_numbers
 from tasks.common import StagedOutputs, stage_key, stage_task
 from tasks.compute import augment_settings, checkpoint_file
 from tasks.device import device
 from tasks.neighbors import training_neighbors
-from tasks.paths import (EMBEDDINGS_FILE, PRETEXT_MODEL_FILE, SCAN_DIR, SCAN_MODEL_FILE, SCAN_PREDICTIONS_FILE,
-                         SUMMARY_NAME)
+from tasks.paths import (EMBEDDINGS_FILE, PRETEXT_MODEL_FILE, SCAN_CURVES_FILE, SCAN_DIR, SCAN_MODEL_FILE,
+                         SCAN_PREDICTIONS_FILE, SUMMARY_NAME)
 from tasks.predictions import write_predictions
 from tasks.prepared import load_prepared, load_rows
 from tasks.progress import epoch_logger
@@ -78,4 +79,13 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
         logger.warning(warning)
         summary["warning"] = warning
     out(SCAN_DIR / SUMMARY_NAME).write_text(json.dumps(summary, indent=1))
+    # [{epoch, loss, consistency, entropy, selection_loss, head, neighbor_agreement, ...}] for dvc plots
+    out(SCAN_CURVES_FILE).write_text(json.dumps(history, indent=1))
     checkpoint.discard()
+    kept = next((record for record in history if record["epoch"] == selection["epoch"]), {})
+    publish_key_numbers("scan", {
+        "clusters": settings.num_clusters, "kept head": selection["head"], "heads": selection["heads"],
+        "kept epoch": selection["epoch"], "selection loss (kept)": selection["criterion"],
+        "neighbor agreement (kept epoch)": kept.get("neighbor_agreement"),
+        "final loss": history[-1]["loss"] if history else None,
+        "non-empty clusters": report["nonempty_clusters"], "balance": report["balance"]})

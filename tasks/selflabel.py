@@ -10,11 +10,12 @@ from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.defaults import describe_auto, resolve_stage
 from scan_core.model_files import load_clustering_model, save_model
 from scan_core.training.selflabel import SelflabelSettings, train_selflabel
+from tasks.artifacts import publish_key_numbers
 from tasks.common import StagedOutputs, stage_key, stage_task
 from tasks.compute import augment_settings, checkpoint_file
 from tasks.device import device
-from tasks.paths import (SCAN_MODEL_FILE, SELFLABEL_DIR, SELFLABEL_MODEL_FILE, SELFLABEL_PREDICTIONS_FILE,
-                         SUMMARY_NAME)
+from tasks.paths import (SCAN_MODEL_FILE, SELFLABEL_CURVES_FILE, SELFLABEL_DIR, SELFLABEL_MODEL_FILE,
+                         SELFLABEL_PREDICTIONS_FILE, SUMMARY_NAME)
 from tasks.predictions import write_predictions
 from tasks.prepared import load_prepared
 from tasks.progress import epoch_logger
@@ -53,4 +54,12 @@ def selflabel(params: dict, inputs: dict, out: StagedOutputs) -> None:
     save_model(out(SELFLABEL_MODEL_FILE), model.cpu(), **description)
     write_predictions(out(SELFLABEL_PREDICTIONS_FILE), model, prepared, augment)
     out(SELFLABEL_DIR / SUMMARY_NAME).write_text(json.dumps(summary, indent=1))
+    out(SELFLABEL_CURVES_FILE).write_text(json.dumps(history, indent=1))  # [{epoch, loss, confident}]
     checkpoint.discard()
+    confident = [record["confident"] for record in history]
+    publish_key_numbers("selflabel", {
+        "training images": len(prepared.train_rows), "threshold": settings.threshold,
+        "epochs run": len(history), "confident after first epoch": confident[0] if confident else None,
+        "confident after last epoch": confident[-1] if confident else None,
+        "most confident": max(confident, default=None),
+        "final loss": history[-1]["loss"] if history else None})
