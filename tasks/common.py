@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -77,6 +78,11 @@ def read_record(stage: str) -> dict[str, Any]:
     """What the last run of ``stage`` in this project recorded: its key and output digests."""
     path = record_path(stage)
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_record(stage: str, key: str, outputs: Digests, **extra: Any) -> None:
+    record = {"key": key, "outputs": outputs, **extra}
+    atomic_write_text(record_path(stage), json.dumps(record, indent=1, sort_keys=True))
 
 
 def outputs_intact(stage: str, key: str) -> bool:
@@ -196,13 +202,14 @@ def stage_task(stage: str) -> Callable[[StageBody], Any]:
             lock_file.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(lock_file):
                 staged = StagedOutputs(spec.outputs)
+                started = time.perf_counter()
                 body(params, inputs, staged)
+                compute_seconds = time.perf_counter() - started
                 machine = json.dumps(machine_description(device()), indent=1)
                 staged(Path(spec.folders[0]) / MACHINE_FILE).write_text(machine)
                 staged.publish()
                 outputs = digest_paths(spec.outputs)
-                record = {"key": stage_key(stage, params, inputs), "outputs": outputs}
-                atomic_write_text(record_path(stage), json.dumps(record, indent=1, sort_keys=True))
+                write_record(stage, stage_key(stage, params, inputs), outputs, compute_seconds=round(compute_seconds, 3))
             return outputs
 
         run.__name__, run.__qualname__, run.__doc__ = body.__name__, body.__qualname__, body.__doc__

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("scan_core", "tasks")
 SHARED_MACHINERY = frozenset({"tasks/common.py", "tasks/stages.py"})
 PARAMS_SCHEMA = "scan_core/config.py"
+_PARSING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ def imported_files(file: str) -> set[str]:
     """Project files ``file`` imports, anywhere in its body. ``from package import name``
     counts the submodule when ``name`` is one, and the package's ``__init__`` only when a
     name is taken from it."""
-    tree = ast.parse((PROJECT_ROOT / file).read_text(), filename=file)
+    with _PARSING:  # CPython 3.11's ast.parse is not safe in two threads at once (gh-106905)
+        tree = ast.parse((PROJECT_ROOT / file).read_text(), filename=file)
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import sys
 
 import yaml
 
 from tasks import paths
 from tasks.stages import STAGES
-from tests.conftest import TINY_PARAMS, run
+from tests.conftest import TINY_PARAMS, run, set_params
 
 # One module per stage that the stage imports (and some later stages too).
 EDITED = {"prepare": "scan_core/data/readers/idx.py", "pretext": "scan_core/training/pretext.py",
@@ -127,10 +129,31 @@ def test_exp_run_with_new_entropy_weight_reruns_clustering_onward_only(tiny_proj
     assert "metrics/evaluate.json" in diff
     both = _plotted(run(["dvc", "plots", "diff", "HEAD", "--json"], tiny_project))  # HEAD against the workspace
     assert both["scan-loss"] == both["confusion"] == {"HEAD", "workspace"}
+    _prefect_and_dvc_agree_on_what_is_up_to_date(tiny_project)
+
+
+def _pipeline_states(project) -> str:
+    """What `python -m flows pipeline` prints about its stages: "prepare=Cached pretext=..."."""
+    output = run([sys.executable, "-m", "flows", "pipeline"], project)
+    return next(line for line in output.splitlines() if line.startswith("prepare="))
+
+
+def _prefect_and_dvc_agree_on_what_is_up_to_date(project) -> None:
+    """Like a fresh clone after `dvc pull` (no Prefect records or results): every stage DVC
+    skips finishes Cached under `python -m flows pipeline`; after a Prefect-only run that
+    recomputes scan onward, DVC skips every stage."""
+    shutil.rmtree(project / ".scan_cache")
+    assert _changed_stages(project) == set()
+    assert _pipeline_states(project) == " ".join(f"{stage}=Cached" for stage in STAGES)
+
+    set_params(project, {"scan": {"entropy_weight": 2}})
+    assert _changed_stages(project) == {"scan"}
+    assert _pipeline_states(project) == ("prepare=Cached pretext=Cached embed=Cached mine=Cached scan=Completed selflabel=Completed "
+                      "evaluate=Completed")
+    assert _changed_stages(project) == set()
 
 
 def test_changing_one_image_of_a_folder_data_set_marks_prepare_changed(tiny_project, prefect_api):
-    from tests.conftest import set_params
     from tests.flows.test_bad_input import write_digit_folder
 
     write_digit_folder(tiny_project / "images")
