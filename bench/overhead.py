@@ -36,6 +36,8 @@ COPIED = ("scan_core", "tasks", "flows", "data", "dvc.yaml", "params.yaml", "pyp
 
 
 def make_project(folder: Path) -> Path:
+    """A copy of the project's code and params with tiny epochs."""
+    folder.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
         source = ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, folder / name)
