@@ -98,8 +98,9 @@ def imported_files(file: str) -> set[str]:
             else:
                 base = node.module or ""
             for alias in node.names:
-                module = _module_file(f"{base}.{alias.name}")
-                found.add(module) if module else found.update(filter(None, [_module_file(base)]))
+                module = _module_file(f"{base}.{alias.name}") or _module_file(base)
+                if module:
+                    found.add(module)
     return found
 
 
