@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import copy
+from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -12,23 +12,30 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from scan_core.augment.settings import AugmentSettings, to_float
+from scan_core.augment.settings import AugmentSettings
 from scan_core.augment.simclr import simclr_view
 from scan_core.augment.strong import strong_view
 from scan_core.checkpoint import TrainingCheckpoint
+from scan_core.distributed import SINGLE, Group
 from scan_core.health import label_free_health
 from scan_core.losses.clustering import PROBABILITY_FLOOR, scan_loss
 from scan_core.models import ClusteringModel
-from scan_core.training.warm_start import warm_start_heads
 from scan_core.training.common import (
     EpochCallback,
+    Images,
+    as_input,
+    autocast,
     check_finite,
+    epoch_batches,
     epoch_generator,
-    index_batches,
+    load_floats,
+    place,
     predict_probabilities,
     resume,
     seed_everything,
 )
+from scan_core.training.distributed import launch, parallel, portable_state, restore_state
+from scan_core.training.warm_start import warm_start_heads
 
 
 # SCAN's augmentation (the paper's ablation compares its strong one with SimCLR's).
@@ -111,9 +118,32 @@ def collapse_warning(report: dict[str, float], num_clusters: int) -> str | None:
 ProbabilityProbe = Callable[[Tensor], dict[str, float]]
 
 
+def scan_views(images: Images, neighbors: Tensor, rows: Tensor, view: Callable, augment: AugmentSettings,
+               generator: torch.Generator, device: torch.device) -> Tensor:
+    """Augmented views of the anchors ``rows`` and of one mined neighbor of each,
+    ``[B, 2, C, H, W]`` on ``device``; the neighbors and every view parameter are drawn from
+    ``generator``."""
+    partners = sample_neighbors(neighbors, rows, generator)
+    pair = load_floats(images, torch.cat([rows, partners]), device)
+    return torch.stack(view(pair, augment, generator).chunk(2), dim=1)
+
+
+def scan_step(model: nn.Module, views: Tensor, entropy_weight: float,
+              group: Group = SINGLE) -> tuple[Tensor, Tensor]:
+    """The loss of one step on ``views`` ``[b, 2, C, H, W]`` (anchor, neighbor; this process's
+    rows): the sum over heads of SCAN's loss in float32, the entropy over the global batch.
+    Also returns each head's detached ``(total, consistency, entropy)``, ``[heads, 3]``."""
+    with autocast(views.device):
+        logits = model(as_input(views.transpose(0, 1).flatten(0, 1)))
+    anchor_logits, neighbor_logits = logits.float().chunk(2, dim=1)
+    terms = [scan_loss(a, n, entropy_weight, group) for a, n in zip(anchor_logits, neighbor_logits)]
+    loss = torch.stack([head_terms[0] for head_terms in terms]).sum()
+    return loss, torch.stack([torch.stack(head_terms) for head_terms in terms]).detach()
+
+
 def train_scan(
     backbone: nn.Module,
-    images: Tensor,
+    images: Images,
     neighbors: Tensor,
     settings: ScanSettings,
     augment: AugmentSettings,
@@ -123,6 +153,7 @@ def train_scan(
     progress: bool = True,
     probe: ProbabilityProbe | None = None,
     initial_clusters: Tensor | None = None,
+    processes: int = 1,
 ) -> tuple[ClusteringModel, list[dict[str, float]], dict]:
     """Train the clustering heads (and the backbone unless frozen) and keep the best head
     *and epoch*: after every epoch each head's SCAN loss with entropy weight 1 over all mined
@@ -132,22 +163,45 @@ def train_scan(
     ``probe`` sees the chosen head's probabilities each epoch and adds its numbers to the
     history (for reporting, e.g. ACC against labels; it never influences the choice).
     ``initial_clusters`` (``[num_heads, N]``, e.g. k-means partitions of the pretext
-    embeddings) warm-starts the heads (``warm_start_heads``).
+    embeddings) warm-starts the heads (``warm_start_heads``). With ``processes`` > 1 training
+    runs in that many processes on the same global batches and draws (the selection pass on
+    the main one); ``images`` and ``probe`` must then pickle.
     Returns the model, per-epoch history, and the selection (epoch, head, criterion).
     """
+    arguments = (images, neighbors, settings, augment, checkpoint, progress, probe, initial_clusters)
+    if processes > 1:
+        state, history, selection = launch(_scan_process, processes, device, on_epoch, backbone, *arguments)
+        model = restore_state(ClusteringModel(backbone, settings.num_clusters, 1), state)
+        return model.to(device), history, selection
+    return _train(SINGLE, device, on_epoch, backbone, *arguments)
+
+
+def _scan_process(group: Group, device: torch.device, on_epoch: EpochCallback | None, backbone: nn.Module,
+                  *arguments) -> tuple[bytes, list[dict[str, float]], dict] | None:
+    model, history, selection = _train(group, device, on_epoch, backbone, *arguments)
+    return (portable_state(model), history, selection) if group.main else None
+
+
+def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, backbone: nn.Module, images: Images,
+           neighbors: Tensor, settings: ScanSettings, augment: AugmentSettings, checkpoint: TrainingCheckpoint,
+           progress: bool, probe: ProbabilityProbe | None,
+           initial_clusters: Tensor | None) -> tuple[ClusteringModel, list[dict[str, float]], dict]:
+    """The training loop of one process of ``group``; only the main one selects and writes
+    (the others' model and history are not the result)."""
     seed_everything(settings.seed)
-    model = ClusteringModel(backbone, settings.num_clusters, settings.num_heads).to(device)
-    if initial_clusters is not None:
+    model = place(ClusteringModel(backbone, settings.num_clusters, settings.num_heads), device)
+    if initial_clusters is not None and group.main:  # the others receive the main one's weights (DDP)
         warm_start_heads(model, images, augment, device, initial_clusters)
     if not settings.update_backbone:
         model.backbone.requires_grad_(False)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     history, start_epoch, state = resume(checkpoint, model, optimizer, "scan")
+    network = parallel(model, group, device)
     best = state["best"] if state is not None else {"criterion": float("inf")}
     best_state = state["best_model"] if state is not None else None
     batch_size = min(settings.batch_size, len(images))
-    epochs = tqdm(range(start_epoch, settings.epochs), desc="scan", disable=not progress,
+    epochs = tqdm(range(start_epoch, settings.epochs), desc="scan", disable=not (progress and group.main),
                   initial=start_epoch, total=settings.epochs)
     view = VIEWS[settings.augmentation]
     for epoch in epochs:
@@ -155,21 +209,21 @@ def train_scan(
         if not settings.update_backbone:
             model.backbone.eval()
         generator = epoch_generator(settings.seed, epoch)
+        produce = partial(scan_views, images, neighbors, view=view, augment=augment, generator=generator,
+                          device=device)
         sums = torch.zeros(3)
         steps = 0
-        for step, anchors in enumerate(index_batches(len(images), batch_size, generator, drop_last=True)):
-            partners = sample_neighbors(neighbors, anchors, generator)
-            pair = torch.cat([to_float(images[anchors]), to_float(images[partners])])
-            logits = model(view(pair, augment, generator).to(device))
-            anchor_logits, neighbor_logits = logits.chunk(2, dim=1)
-            head_terms = [scan_loss(a, n, settings.entropy_weight) for a, n in zip(anchor_logits, neighbor_logits)]
-            loss = torch.stack([terms[0] for terms in head_terms]).sum()
-            check_finite(loss, "scan", epoch + 1, step + 1)
+        for step, views in enumerate(epoch_batches(len(images), batch_size, generator, True, produce, group)):
+            loss, terms = scan_step(network, views, settings.entropy_weight, group)
+            values = group.mean(torch.cat([loss.detach().view(1), terms.flatten()])).cpu()
+            check_finite(values[0], "scan", epoch + 1, step + 1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            sums += torch.tensor([[float(t.detach()) for t in terms] for terms in head_terms]).mean(dim=0)
+            sums += values[1:].view(terms.shape).mean(dim=0)
             steps += 1
+        if not group.main:
+            continue
         total, consistency, entropy = (sums / steps).tolist()
         probabilities = predict_probabilities(model, images, augment, 512, device)
         criteria = head_losses(probabilities, neighbors)
@@ -188,6 +242,7 @@ def train_scan(
         epochs.set_postfix(loss=f"{total:.3f}", agreement=f"{record['neighbor_agreement']:.3f}")
         if on_epoch:
             on_epoch(epoch + 1, record)
-    model.load_state_dict(best_state)  # epochs >= 1, and a resumed checkpoint carries its choice
-    model.keep_head(best["head"])
+    if group.main:
+        model.load_state_dict(best_state)  # epochs >= 1, and a resumed checkpoint carries its choice
+        model.keep_head(best["head"])
     return model, history, {**best, "heads": settings.num_heads}

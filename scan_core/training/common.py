@@ -1,11 +1,13 @@
-"""What every training loop shares: seeding, batching, inference and loss checks."""
+"""What every training loop shares: seeding, batching, device placement, inference and loss
+checks."""
 
 from __future__ import annotations
 
 import logging
 import math
 import random
-from typing import Callable, Iterator
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Iterator
 
 import numpy as np
 import torch
@@ -14,10 +16,19 @@ from torch import Tensor, nn
 
 from scan_core.augment.settings import AugmentSettings, normalize, to_float
 from scan_core.checkpoint import TrainingCheckpoint
+from scan_core.distributed import Group
+from scan_core.training.prefetch import prefetched, read_rows, to_device
 
 logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+
+# uint8 ``[N, H, W, C]`` images: a tensor, a numpy array or memmap, or any store whose ``[]``
+# takes an integer array (``scan_core.training.prefetch.read_rows``); never read whole.
+Images = Any
+
+# Batches prepared ahead of the model (``prefetched``); results do not depend on it.
+PREFETCH_DEPTH = 2
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -44,6 +55,20 @@ def index_batches(count: int, batch_size: int, generator: torch.Generator, drop_
         yield order[start : start + batch_size]
 
 
+def epoch_batches(count: int, batch_size: int, generator: torch.Generator, drop_last: bool,
+                  produce: Callable[[Tensor], Tensor], group: Group) -> Iterator[Tensor]:
+    """The epoch's batches on the device, prepared ahead in draw order.
+
+    ``produce(rows)`` makes every random draw of a step for the *global* batch ``rows`` and
+    returns its inputs (rows first); each process keeps its own rows of them
+    (``Group.shard``). Every process thus draws what a single process would, whatever the
+    process count, at the price of building the whole batch's views on each. A last batch
+    with fewer rows than processes is skipped (only possible without ``drop_last``).
+    """
+    batches = (rows for rows in index_batches(count, batch_size, generator, drop_last) if len(rows) >= group.world)
+    return prefetched(batches, lambda rows: group.shard(produce(rows)), depth=PREFETCH_DEPTH)
+
+
 def check_finite(loss: Tensor, stage: str, epoch: int, step: int) -> None:
     if not torch.isfinite(loss):
         raise NonFiniteLossError(
@@ -53,25 +78,54 @@ def check_finite(loss: Tensor, stage: str, epoch: int, step: int) -> None:
         )
 
 
+def autocast(device: torch.device) -> ContextManager:
+    """bf16 autocast on CUDA (forward passes; losses are computed in float32 outside it),
+    nothing on other devices, whose results stay bit-for-bit as they were."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def place(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` on ``device``, in channels_last memory format on CUDA (faster convolutions)."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+
+
+def as_input(images: Tensor) -> Tensor:
+    """A float batch laid out for the model: channels_last on CUDA."""
+    return images.contiguous(memory_format=torch.channels_last) if images.is_cuda else images
+
+
+def load_floats(images: object, rows: np.ndarray | Tensor, device: torch.device) -> Tensor:
+    """Rows ``rows`` of a uint8 image store as float ``[B, C, H, W]`` in [0, 1] on ``device``
+    (read on the CPU, copied as uint8, converted on the device)."""
+    return to_float(to_device(read_rows(images, rows), device))
+
+
 @torch.no_grad()
-def _outputs(model: nn.Module, images: Tensor, augment: AugmentSettings, batch_size: int,
+def _outputs(model: nn.Module, images: Images, augment: AugmentSettings, batch_size: int,
              device: torch.device, batch_dim: int) -> Tensor:
+    """Model outputs on the plain images, read slice by slice (any store ``read_rows`` takes),
+    the next slice read while the model runs on this one."""
     model.eval()
-    return torch.cat([
-        model(normalize(to_float(images[start : start + batch_size]).to(device), augment)).cpu()
-        for start in range(0, len(images), batch_size)
-    ], dim=batch_dim)
+    count = len(images)
+
+    def produce(start: int) -> Tensor:
+        rows = np.arange(start, min(start + batch_size, count))
+        return as_input(normalize(load_floats(images, rows, device), augment))
+
+    return torch.cat([model(batch).float().cpu() for batch in prefetched(range(0, count, batch_size), produce)],
+                     dim=batch_dim)
 
 
 def predict_probabilities(
-    model: nn.Module, images: Tensor, augment: AugmentSettings, batch_size: int, device: torch.device
+    model: nn.Module, images: Images, augment: AugmentSettings, batch_size: int, device: torch.device
 ) -> Tensor:
     """Softmax of every head on un-augmented images: ``[num_heads, N, num_clusters]``."""
     return F.softmax(_outputs(model, images, augment, batch_size, device, batch_dim=1), dim=-1)
 
 
 def compute_features(
-    model: nn.Module, images: Tensor, augment: AugmentSettings, batch_size: int, device: torch.device
+    model: nn.Module, images: Images, augment: AugmentSettings, batch_size: int, device: torch.device
 ) -> Tensor:
     """Model outputs ``[N, dim]`` on un-augmented images."""
     return _outputs(model, images, augment, batch_size, device, batch_dim=0)

@@ -5,26 +5,34 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from scan_core.augment.settings import AugmentSettings, normalize, to_float
+from scan_core.augment.settings import AugmentSettings, normalize
 from scan_core.augment.strong import strong_view
 from scan_core.checkpoint import TrainingCheckpoint
+from scan_core.distributed import SINGLE, Group
 from scan_core.losses.confidence import confidence_ce
 from scan_core.models import ClusteringModel
 from scan_core.training.common import (
     EpochCallback,
+    Images,
+    as_input,
+    autocast,
     check_finite,
+    epoch_batches,
     epoch_generator,
-    index_batches,
+    load_floats,
+    place,
     predict_probabilities,
     resume,
     seed_everything,
 )
+from scan_core.training.distributed import launch, parallel, portable_state, restore_state, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +50,7 @@ class SelflabelSettings:
     patience: int = 10
 
 
-def count_confident(model: ClusteringModel, images: Tensor, augment: AugmentSettings,
+def count_confident(model: ClusteringModel, images: Images, augment: AugmentSettings,
                     threshold: float, device: torch.device) -> int:
     probabilities = predict_probabilities(model, images, augment, 512, device)[0]
     return int((probabilities.max(dim=1).values > threshold).sum())
@@ -58,9 +66,34 @@ def update_ema(average: ClusteringModel, model: ClusteringModel, decay: float) -
             kept.copy_(current)
 
 
+def selflabel_views(images: Images, rows: Tensor, augment: AugmentSettings, generator: torch.Generator,
+                    device: torch.device) -> Tensor:
+    """The plain (normalised) image and one strong view of each image ``rows``,
+    ``[B, 2, C, H, W]`` on ``device``; every view parameter is drawn from ``generator``."""
+    originals = load_floats(images, rows, device)
+    return torch.stack([normalize(originals, augment), strong_view(originals, augment, generator)], dim=1)
+
+
+def selflabel_step(model: nn.Module, views: Tensor, threshold: float, class_balance: bool,
+                   group: Group = SINGLE) -> tuple[Tensor, int]:
+    """The loss of one step on ``views`` ``[b, 2, C, H, W]`` (plain, strong; this process's
+    rows): pseudo-labels from the plain image in eval mode without gradient, cross-entropy of
+    the strong view in train mode, class weights over the global batch. Also returns the
+    global number of confident images."""
+    plain, strong = as_input(views[:, 0]), as_input(views[:, 1])
+    inner = unwrap(model)
+    inner.eval()
+    with torch.no_grad(), autocast(views.device):
+        plain_logits = inner(plain)[0]
+    inner.train()
+    with autocast(views.device):
+        strong_logits = model(strong)[0]
+    return confidence_ce(plain_logits.float(), strong_logits.float(), threshold, class_balance, group)
+
+
 def train_selflabel(
     model: ClusteringModel,
-    images: Tensor,
+    images: Images,
     settings: SelflabelSettings,
     augment: AugmentSettings,
     checkpoint: TrainingCheckpoint,
@@ -68,6 +101,7 @@ def train_selflabel(
     on_epoch: EpochCallback | None = None,
     progress: bool = True,
     probe: Callable[[Tensor], dict[str, float]] | None = None,
+    processes: int = 1,
 ) -> tuple[ClusteringModel, list[dict[str, float]]]:
     """Cross-entropy on strong views against confident predictions of the plain image.
 
@@ -78,48 +112,72 @@ def train_selflabel(
     are used), and training stops after ``patience`` epochs without a new maximum. When no
     sample is ever confident the clustering model comes back unchanged and ``history``
     says so. ``probe`` reports on the scored model's probabilities each epoch (never used
-    to choose).
+    to choose). With ``processes`` > 1 training runs in that many processes on the same
+    global batches and draws (the counting passes on the main one); ``images`` and ``probe``
+    must then pickle.
     """
+    arguments = (images, settings, augment, checkpoint, progress, probe)
+    if processes > 1:
+        state, history = launch(_selflabel_process, processes, device, on_epoch, model, *arguments)
+        return restore_state(model, state).to(device), history
+    return _train(SINGLE, device, on_epoch, model, *arguments)
+
+
+def _selflabel_process(group: Group, device: torch.device, on_epoch: EpochCallback | None, model: ClusteringModel,
+                       *arguments) -> tuple[bytes, list[dict[str, float]]] | None:
+    trained, history = _train(group, device, on_epoch, model, *arguments)
+    return (portable_state(trained), history) if group.main else None
+
+
+def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, model: ClusteringModel,
+           images: Images, settings: SelflabelSettings, augment: AugmentSettings, checkpoint: TrainingCheckpoint,
+           progress: bool, probe: Callable[[Tensor], dict[str, float]] | None,
+           ) -> tuple[ClusteringModel, list[dict[str, float]]]:
+    """The training loop of one process of ``group``; only the main one counts confident
+    images, chooses and writes, and tells the others when to stop."""
     seed_everything(settings.seed)
-    model = model.to(device)
+    model = place(model, device)
     scored = copy.deepcopy(model) if settings.ema > 0 else model
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    initial_confident = count_confident(model, images, augment, settings.threshold, device)
-    best_state, best_confident, best_epoch = copy.deepcopy(model.state_dict()), initial_confident, 0
+    initial_confident = group.decide(
+        count_confident(model, images, augment, settings.threshold, device) if group.main else 0, device)
+    best_state, best_confident, best_epoch = (copy.deepcopy(model.state_dict()) if group.main else None,
+                                              initial_confident, 0)
     history, start_epoch, state = resume(checkpoint, model, optimizer, "selflabel")
     if state is not None:
         best_state, best_confident, best_epoch = state["best_model"], state["best_confident"], state["best_epoch"]
         if settings.ema > 0:
             scored.load_state_dict(state["ema_model"])
     if initial_confident == 0:
-        logger.warning("selflabel: no image is predicted above threshold %s; keeping the clustering model",
-                       settings.threshold)
+        if group.main:
+            logger.warning("selflabel: no image is predicted above threshold %s; keeping the clustering model",
+                           settings.threshold)
         start_epoch = settings.epochs  # nothing to learn from
+    network = parallel(model, group, device)
     batch_size = min(settings.batch_size, len(images))
-    epochs = tqdm(range(start_epoch, settings.epochs), desc="selflabel", disable=not progress,
+    epochs = tqdm(range(start_epoch, settings.epochs), desc="selflabel", disable=not (progress and group.main),
                   initial=start_epoch, total=settings.epochs)
     for epoch in epochs:
-        if epoch - best_epoch >= settings.patience:
-            logger.info("selflabel: no new confident maximum for %d epochs; stopping", settings.patience)
+        if group.decide(epoch - best_epoch >= settings.patience, device):
+            if group.main:
+                logger.info("selflabel: no new confident maximum for %d epochs; stopping", settings.patience)
             break
         model.train()
         generator = epoch_generator(settings.seed, epoch)
+        produce = partial(selflabel_views, images, augment=augment, generator=generator, device=device)
         total, steps = 0.0, 0
-        for step, batch in enumerate(index_batches(len(images), batch_size, generator, drop_last=False)):
-            originals = to_float(images[batch])
-            model.eval()
-            with torch.no_grad():
-                plain_logits = model(normalize(originals, augment).to(device))[0]
-            model.train()
-            strong_logits = model(strong_view(originals, augment, generator).to(device))[0]
-            loss, _ = confidence_ce(plain_logits, strong_logits, settings.threshold, settings.class_balance)
-            check_finite(loss, "selflabel", epoch + 1, step + 1)
+        for step, views in enumerate(epoch_batches(len(images), batch_size, generator, False, produce, group)):
+            loss, _ = selflabel_step(network, views, settings.threshold, settings.class_balance, group)
+            value = group.mean(loss.detach())
+            check_finite(value, "selflabel", epoch + 1, step + 1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if settings.ema > 0:
                 update_ema(scored, model, settings.ema)
-            total, steps = total + loss.item(), steps + 1
+            total, steps = total + value.item(), steps + 1
+        if not group.main:
+            continue
         probabilities = predict_probabilities(scored, images, augment, 512, device)[0]
         confident = int((probabilities.max(dim=1).values > settings.threshold).sum())
         if confident > best_confident:
@@ -135,5 +193,6 @@ def train_selflabel(
         epochs.set_postfix(loss=f"{record['loss']:.3f}", confident=confident)
         if on_epoch:
             on_epoch(epoch + 1, record)
-    model.load_state_dict(best_state)
+    if group.main:
+        model.load_state_dict(best_state)
     return model, history
