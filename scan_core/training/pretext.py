@@ -3,29 +3,39 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from scan_core.augment.settings import AugmentSettings, to_float
+from scan_core.augment.settings import AugmentSettings
 from scan_core.augment.simclr import simclr_view
 from scan_core.checkpoint import TrainingCheckpoint
+from scan_core.distributed import SINGLE, Group
 from scan_core.losses.contrastive import simclr_loss
 from scan_core.models import ContrastiveModel, build_backbone
 from scan_core.training.common import (
     EpochCallback,
+    Images,
+    as_input,
+    autocast,
     check_finite,
     cosine_lr,
+    epoch_batches,
     epoch_generator,
-    index_batches,
+    load_floats,
+    place,
     resume,
     seed_everything,
 )
+from scan_core.training.distributed import launch, parallel, portable_state, restore_state
 
 
 @dataclass(frozen=True)
 class PretextSettings:
+    method: str = "simclr"  # pretrained: no training here (tasks/pretext.py, scan_core/pretrained.py)
+    weights: str | None = None  # with pretrained: a torchvision weights name or weights/<file>
     backbone: str = "resnet18_cifar"
     epochs: int = 500
     batch_size: int = 512
@@ -36,50 +46,92 @@ class PretextSettings:
     seed: int = 0
 
 
+def pretext_views(images: Images, rows: Tensor, augment: AugmentSettings, generator: torch.Generator,
+                  device: torch.device) -> Tensor:
+    """Two SimCLR views of each image ``rows``, ``[B, 2, C, H, W]`` on ``device``; every
+    parameter is drawn from ``generator``."""
+    originals = load_floats(images, rows, device)
+    return torch.stack([simclr_view(originals, augment, generator), simclr_view(originals, augment, generator)], dim=1)
+
+
+def pretext_step(model: nn.Module, views: Tensor, temperature: float, group: Group = SINGLE) -> Tensor:
+    """The loss of one step on ``views`` ``[b, 2, C, H, W]`` (this process's rows): NT-Xent
+    of the projections, in float32, against the views of the whole global batch."""
+    with autocast(views.device):
+        projections = model(as_input(views.transpose(0, 1).flatten(0, 1)))
+    return simclr_loss(torch.stack(projections.float().chunk(2), dim=1), temperature, group)
+
+
+def _model(settings: PretextSettings, channels: int) -> ContrastiveModel:
+    return ContrastiveModel(build_backbone(settings.backbone, channels), settings.projection_dim)
+
+
 def train_pretext(
-    images: Tensor,
+    images: Images,
     settings: PretextSettings,
     augment: AugmentSettings,
     checkpoint: TrainingCheckpoint,
     device: torch.device,
     on_epoch: EpochCallback | None = None,
     progress: bool = True,
+    processes: int = 1,
 ) -> tuple[ContrastiveModel, list[dict[str, float]]]:
     """Train backbone + projection head with SGD, cosine schedule, one checkpoint per epoch.
 
-    ``images`` is the stored uint8 ``[N, H, W, C]`` tensor. Resumes from ``checkpoint``
-    when it holds a state written under the same key.
+    ``images`` is the stored uint8 ``[N, H, W, C]`` store (``common.Images``). Resumes from
+    ``checkpoint`` when it holds a state written under the same key. With ``processes`` > 1
+    the training runs in that many processes (``scan_core.training.distributed``) on the same
+    global batches and draws; ``images`` must then pickle cheaply.
     """
+    if processes > 1:
+        state, history = launch(_pretext_process, processes, device, on_epoch, images, settings, augment,
+                                checkpoint, progress)
+        return restore_state(_model(settings, images.shape[-1]), state).to(device), history
+    return _train(images, settings, augment, checkpoint, device, on_epoch, progress, SINGLE)
+
+
+def _pretext_process(group: Group, device: torch.device, on_epoch: EpochCallback | None, images: Images,
+                     settings: PretextSettings, augment: AugmentSettings, checkpoint: TrainingCheckpoint,
+                     progress: bool) -> tuple[bytes, list[dict[str, float]]] | None:
+    model, history = _train(images, settings, augment, checkpoint, device, on_epoch, progress, group)
+    return (portable_state(model), history) if group.main else None
+
+
+def _train(images: Images, settings: PretextSettings, augment: AugmentSettings, checkpoint: TrainingCheckpoint,
+           device: torch.device, on_epoch: EpochCallback | None, progress: bool,
+           group: Group) -> tuple[ContrastiveModel, list[dict[str, float]]]:
+    """The training loop of one process of ``group``; only the main one writes."""
     seed_everything(settings.seed)
-    model = ContrastiveModel(build_backbone(settings.backbone, images.shape[-1]), settings.projection_dim).to(device)
+    model = place(_model(settings, images.shape[-1]), device)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9, weight_decay=settings.weight_decay)
     history, start_epoch, state = resume(checkpoint, model, optimizer, "pretext")
     if state is not None:
         torch.set_rng_state(state["torch_rng"])
+    network = parallel(model, group, device)
     batch_size = min(settings.batch_size, len(images))
-    epochs = tqdm(range(start_epoch, settings.epochs), desc="pretext", disable=not progress,
+    epochs = tqdm(range(start_epoch, settings.epochs), desc="pretext", disable=not (progress and group.main),
                   initial=start_epoch, total=settings.epochs)
     for epoch in epochs:
         model.train()
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(settings.lr, epoch, settings.epochs)
+        for parameters in optimizer.param_groups:
+            parameters["lr"] = cosine_lr(settings.lr, epoch, settings.epochs)
         generator = epoch_generator(settings.seed, epoch)
+        produce = partial(pretext_views, images, augment=augment, generator=generator, device=device)
         total, steps = 0.0, 0
-        for step, batch in enumerate(index_batches(len(images), batch_size, generator, drop_last=True)):
-            originals = to_float(images[batch])
-            views = torch.cat([simclr_view(originals, augment, generator), simclr_view(originals, augment, generator)])
-            projections = model(views.to(device))
-            loss = simclr_loss(torch.stack(projections.chunk(2), dim=1), settings.temperature)
-            check_finite(loss, "pretext", epoch + 1, step + 1)
+        for step, views in enumerate(epoch_batches(len(images), batch_size, generator, True, produce, group)):
+            loss = pretext_step(network, views, settings.temperature, group)
+            value = group.mean(loss.detach())
+            check_finite(value, "pretext", epoch + 1, step + 1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total, steps = total + loss.item(), steps + 1
+            total, steps = total + value.item(), steps + 1
         record = {"epoch": epoch + 1, "loss": total / steps}
         history.append(record)
-        checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                         "history": history, "torch_rng": torch.get_rng_state()})
-        epochs.set_postfix(loss=f"{record['loss']:.3f}")
-        if on_epoch:
-            on_epoch(epoch + 1, record)
+        if group.main:
+            checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                             "history": history, "torch_rng": torch.get_rng_state()})
+            epochs.set_postfix(loss=f"{record['loss']:.3f}")
+            if on_epoch:
+                on_epoch(epoch + 1, record)
     return model, history
