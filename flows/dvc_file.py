@@ -12,6 +12,7 @@ import sys
 import yaml
 
 from scan_core.config import known_keys
+from scan_core.names import WEIGHTS_DIR
 from tasks.paths import (CONFUSION_DATA_FILE, PRETEXT_CURVES_FILE, PURITY_CURVE_FILE, SCAN_CURVES_FILE,
                          SELFLABEL_CURVES_FILE, SELFLABEL_MODEL_FILE)
 from tasks.stages import PROJECT_ROOT, STAGES, StageSpec, group_keys
@@ -48,7 +49,9 @@ PLOTS = [{name: spec} for name, spec in DATA_PLOTS.items()] + IMAGE_PLOTS
 ARTIFACTS = {"selflabel-model": {"path": SELFLABEL_MODEL_FILE.as_posix(), "type": "model",
                                  "desc": "SCAN self-labeled classifier (scan_core.model_files.load_clustering_model)",
                                  "labels": ["scan", "image-clustering"]}}
-SOURCE_DEPS = {"prepare": ["${data.root}"]}
+# Inputs from outside the pipeline. Local pretrained weights must lie in WEIGHTS_DIR (checked by
+# the params schema): a dep cannot depend on a param's value, so the whole folder is pretext's dep.
+SOURCE_DEPS = {"prepare": ["${data.root}"], "pretext": [WEIGHTS_DIR]}
 
 
 class _IndentedLists(yaml.SafeDumper):

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from scan_core.names import BACKBONES, DATASET_NAMES
+from scan_core.names import BACKBONES, DATASET_NAMES, PRETEXT_METHODS, WEIGHTS_DIR, is_weights_file
 
 
 Auto = Literal["auto"]
@@ -53,6 +53,8 @@ class AugmentParams(Group):
 
 
 class PretextParams(Group):
+    method: Literal[PRETEXT_METHODS] = "simclr"  # type: ignore[valid-type]
+    weights: str | None = None
     backbone: Literal[BACKBONES] = "resnet18_cifar"  # type: ignore[valid-type]
     epochs: auto_or_int(1) = "auto"  # type: ignore[valid-type]
     batch_size: auto_or_int(2) = "auto"  # type: ignore[valid-type]
@@ -61,6 +63,17 @@ class PretextParams(Group):
     temperature: float = Field(0.1, gt=0)
     projection_dim: int = Field(128, ge=2)
     seed: int = Field(0, ge=0)
+
+    @field_validator("weights")
+    @classmethod
+    def _local_weights_in_weights_dir(cls, weights: str | None) -> str | None:
+        """A local file must lie in the folder dvc.yaml lists as pretext's dependency."""
+        if weights is not None and is_weights_file(weights):
+            parts = Path(weights).parts
+            if len(parts) < 2 or parts[0] != WEIGHTS_DIR or ".." in parts:
+                raise ValueError(f"a local weights file must lie in the project's {WEIGHTS_DIR}/ folder (a "
+                                 f"dependency of pretext in dvc.yaml): copy it there and write {WEIGHTS_DIR}/<file>")
+        return weights
 
 
 class EmbedParams(Group):
@@ -121,6 +134,13 @@ class Params(Group):
                 f"scan.num_neighbors = {self.scan.num_neighbors} is larger than mine.topk = "
                 f"{self.mine.topk}; valid: at most mine.topk (or raise mine.topk)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _pretrained_has_no_projection(self) -> "Params":
+        if self.pretext.method == "pretrained" and self.mine.space == "projection":
+            raise ValueError("mine.space = 'projection' is invalid with pretext.method = 'pretrained' (a pretrained "
+                             "backbone has no projection head); use mine.space: backbone")
         return self
 
 

@@ -65,15 +65,24 @@ def build_backbone(name: str, in_channels: int) -> nn.Module:
 
 
 class ContrastiveModel(nn.Module):
-    """Backbone plus SimCLR's two-layer MLP projection head."""
+    """Backbone plus SimCLR's two-layer MLP projection head.
 
-    def __init__(self, backbone: nn.Module, projection_dim: int = 128) -> None:
+    ``projection_dim=None`` means no head (the identity): a backbone pretrained elsewhere
+    (``pretext.method: pretrained``) has no trained projection, so its "projections" are its
+    backbone features and the pretext model file keeps one format for both methods.
+    """
+
+    def __init__(self, backbone: nn.Module, projection_dim: int | None = 128) -> None:
         super().__init__()
         self.backbone = backbone
         hidden = backbone.output_dim
-        self.head = nn.Sequential(
+        self.head = nn.Identity() if projection_dim is None else nn.Sequential(
             nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, projection_dim)
         )
+
+    @property
+    def has_projection(self) -> bool:
+        return not isinstance(self.head, nn.Identity)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.head(self.backbone(images))

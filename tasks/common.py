@@ -116,11 +116,17 @@ def path_fingerprint(path: Path) -> Digests:
 
 
 def source_inputs(stage: str, params: dict[str, Any]) -> dict[str, Digests]:
-    """Inputs that live outside the pipeline, read by ``prepare``: the data folder (by listing)
-    and the ImageNet subset file (by content)."""
-    if stage != "prepare":
-        return {}
+    """Inputs that live outside the pipeline: for ``prepare`` the data folder (by listing) and
+    the ImageNet subset file (by content); for ``pretext`` a local pretrained weights file (by
+    content; dvc.yaml lists the whole weights/ folder instead, as its deps cannot follow a param)."""
     found: dict[str, Digests] = {}
+    if stage == "pretext":
+        weights = params.get("pretext.weights")
+        if params.get("pretext.method") == "pretrained" and weights and Path(weights).is_file():
+            found["pretext.weights"] = {weights: file_digest(Path(weights))}
+        return found
+    if stage != "prepare":
+        return found
     if Path(params["data.root"]).exists():
         found["data.root"] = path_fingerprint(Path(params["data.root"]))
     if (subset := params.get("data.subset_file")) and Path(subset).is_file():

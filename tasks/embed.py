@@ -1,5 +1,9 @@
 """embed: L2-normalised pretext features of every image: the projection head's output (the
-k-means baseline and prototypes) and the backbone's (what mining uses by default)."""
+k-means baseline and prototypes) and the backbone's (what mining uses by default).
+
+A pretrained backbone (``pretext.method: pretrained``) has no projection head: both files
+then hold its backbone features, computed once.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +28,14 @@ def embed(params: dict, inputs: dict, out: StagedOutputs) -> None:
     model = load_contrastive_model(PRETEXT_MODEL_FILE)[0].to(device())
     batch_size = group(params, "embed")["batch_size"]
     numbers: dict = {"images": len(prepared.images)}
-    for network, path in ((model, EMBEDDINGS_FILE), (model.backbone, BACKBONE_FEATURES_FILE)):
-        features = compute_features(network, prepared.images, normalisation, batch_size, device())
-        np.save(out(path), F.normalize(features, dim=1).numpy().astype(np.float32))
+    # The projection's output, else the backbone's features again, computed once.
+    networks = {EMBEDDINGS_FILE: model if model.has_projection else model.backbone,
+                BACKBONE_FEATURES_FILE: model.backbone}
+    last, features = None, None
+    for path, network in networks.items():
+        if network is not last:
+            computed = compute_features(network, prepared.images, normalisation, batch_size, device())
+            last, features = network, F.normalize(computed, dim=1).numpy().astype(np.float32)
+        np.save(out(path), features)
         numbers[f"{path.stem} dims"] = int(features.shape[1])
     publish_key_numbers("embed", numbers)

@@ -9,6 +9,8 @@ from prefect import get_run_logger
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.defaults import describe_auto, resolve_stage
 from scan_core.model_files import save_model
+from scan_core.models import ContrastiveModel
+from scan_core.pretrained import pretrained_backbone
 from scan_core.training.pretext import PretextSettings, train_pretext
 from tasks.common import StagedOutputs, stage_key, stage_task
 from tasks.compute import augment_settings, checkpoint_file
@@ -20,17 +22,34 @@ from tasks.progress import epoch_logger
 from tasks.stages import group
 
 
+def _save_pretrained(values: dict, channels: int, out: StagedOutputs, logger) -> None:
+    """pretext.method: pretrained: the backbone with weights trained elsewhere, no training and
+    no projection head, written in the format a SimCLR run writes (embed to selflabel read it)."""
+    backbone = pretrained_backbone(values["backbone"], channels, values["weights"])
+    logger.info("pretext: %s with pretrained weights %s, %d-d features, no SimCLR training", values["backbone"],
+                values["weights"], backbone.output_dim)
+    save_model(out(PRETEXT_MODEL_FILE), ContrastiveModel(backbone, projection_dim=None), backbone=values["backbone"],
+               in_channels=channels, projection_dim=None)
+    chosen = {key: values[key] for key in ("method", "weights", "backbone")}
+    for path in (PRETEXT_DIR / "history.json", PRETEXT_CURVES_FILE):
+        out(path).write_text("[]")
+    out(PRETEXT_DIR / "settings.json").write_text(json.dumps(chosen, indent=1))
+    publish_key_numbers("pretext", {**chosen, "feature dims": backbone.output_dim})
+
+
 @stage_task("pretext")
 def pretext(params: dict, inputs: dict, out: StagedOutputs) -> None:
     logger = get_run_logger()
     prepared = load_prepared()
     values = group(params, "pretext")
+    if values["method"] == "pretrained":
+        return _save_pretrained(values, prepared.info["channels"], out, logger)
     resolved = resolve_stage("pretext", values, len(prepared.train_rows))
     logger.info(describe_auto("pretext", values, resolved))
     settings = PretextSettings(**resolved)
     checkpoint = TrainingCheckpoint(checkpoint_file("pretext"), stage_key("pretext", params, inputs))
     model, history = train_pretext(
-        prepared.images[prepared.train_rows],
+        prepared.train_images,
         settings,
         augment_settings(prepared.info, group(params, "augment")),
         checkpoint,

@@ -27,7 +27,7 @@ TINY_PARAMS = {
     "selflabel": {"epochs": 1, "batch_size": 256, "threshold": 0.5},
     "evaluate": {"prototypes": 2},
 }
-COPIED = ("scan_core", "tasks", "flows", "data", "dvc.yaml", "params.yaml", "pyproject.toml")
+COPIED = ("scan_core", "tasks", "flows", "data", "weights", "dvc.yaml", "params.yaml", "pyproject.toml")
 
 
 @pytest.fixture(scope="session")
