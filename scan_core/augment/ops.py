@@ -1,5 +1,10 @@
 """Per-image random draws and image operations that SimCLR's views and SCAN's strong
-augmentation both use (PIL's enhancement rules, batched affine warps)."""
+augmentation both use (PIL's enhancement rules, batched affine warps, a batched hue shift).
+
+Every random number is drawn on the CPU from the caller's generator, in the same order on
+any device, and only the drawn parameters move to the batch's device (``on``): a seeded run
+makes the same views on a CPU and on a GPU, and the images never leave the device.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,17 @@ def chance(count: int, probability: float, generator: torch.Generator) -> Tensor
     return torch.rand(count, generator=generator) < probability
 
 
+def on(images: Tensor, drawn: Tensor) -> Tensor:
+    """``drawn`` (per-image parameters made on the CPU) on ``images``' device, shaped to
+    broadcast over ``[B, C, H, W]``; its dtype is kept (masks stay boolean)."""
+    return drawn.to(images.device, non_blocking=True).view(-1, 1, 1, 1)
+
+
+def where(apply: Tensor, changed: Tensor, images: Tensor) -> Tensor:
+    """``changed`` for the images whose CPU-drawn ``apply`` flag is set, ``images`` elsewhere."""
+    return torch.where(on(images, apply), changed, images)
+
+
 def warp(images: Tensor, theta: Tensor) -> Tensor:
     """Apply per-image affine maps (output coords -> input coords, in [-1, 1] units)."""
     grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
@@ -30,7 +46,7 @@ def flip_signs(count: int, enabled: bool, generator: torch.Generator) -> Tensor:
 
 def blend(images: Tensor, degenerate: Tensor, factor: Tensor) -> Tensor:
     """PIL's ImageEnhance rule: factor 0 gives ``degenerate``, 1 the image, above 1 extrapolates."""
-    factor = factor.to(images).view(-1, 1, 1, 1)
+    factor = on(images, factor).to(images.dtype)
     return (degenerate + factor * (images - degenerate)).clamp(0.0, 1.0)
 
 
@@ -55,3 +71,57 @@ def adjust_saturation(images: Tensor, factor: Tensor) -> Tensor:
 
 def adjust_sharpness(images: Tensor, factor: Tensor) -> Tensor:
     return blend(images, TF.adjust_sharpness(images, 0.0), factor)
+
+
+def adjust_hue(images: Tensor, shifts: Tensor) -> Tensor:
+    """Rotate each RGB image's hue by its own ``shifts[i]`` (a share of the colour circle,
+    -0.5..0.5) in one batched pass; grey images are returned as they are.
+
+    The same arithmetic, in the same order, as torchvision's ``adjust_hue`` (PIL's RGB<->HSV
+    rules) applied image by image, without a Python loop over the batch.
+    """
+    if images.shape[1] != 3:
+        return images
+    hue, saturation, value = _rgb_to_hsv(images)
+    hue = hue.add_(on(images, shifts)[:, 0].to(images.dtype)).remainder_(1.0)
+    return _hsv_to_rgb(hue, saturation, value)
+
+
+def _rgb_to_hsv(images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Hue, saturation, value ``[B, H, W]`` of RGB ``images`` (torchvision's ``_rgb_to_hsv``)."""
+    red, green, _ = images.unbind(dim=1)
+    low, high = torch.aminmax(images, dim=1)
+    grey = high == low  # hue and saturation are 0 there; the ones below only avoid 0/0
+    ones = torch.ones_like(high)
+    spread = high - low
+    saturation = spread / torch.where(grey, ones, high)
+    scaled = (high.unsqueeze(1) - images) / torch.where(grey, ones, spread).unsqueeze(1)
+    red_c, green_c, blue_c = scaled.unbind(dim=1)
+    not_red = high != red
+    is_green = high == green
+    hue_green = red_c.add(2.0).sub_(blue_c).mul_(is_green & not_red)
+    hue_red = blue_c.sub(green_c).mul_(~not_red)
+    hue_blue = green_c.add(4.0).sub_(red_c).mul_(not_red & ~is_green)
+    hue = hue_red.add_(hue_green).add_(hue_blue).mul_(1.0 / 6.0).add_(1.0).fmod_(1.0)
+    return hue, saturation, high
+
+
+# Which of (v, p, q, t) each of R, G, B takes in each sixth of the hue circle (PIL's rule).
+_HSV_SECTORS = ((0, 2, 1, 1, 3, 0), (3, 0, 0, 2, 1, 1), (1, 1, 3, 0, 0, 2))
+
+
+def _hsv_to_rgb(hue: Tensor, saturation: Tensor, value: Tensor) -> Tensor:
+    """RGB ``[B, 3, H, W]`` from hue, saturation, value ``[B, H, W]`` (torchvision's ``_hsv_to_rgb``)."""
+    hue6 = hue.mul(6)
+    sector = torch.floor(hue6)
+    fraction = hue6.sub_(sector)
+    sector = sector.to(torch.int64).remainder_(6)
+    s_times_f = saturation * fraction
+    one_minus_s = 1.0 - saturation
+    q = (1.0 - s_times_f).mul_(value).clamp_(0.0, 1.0)
+    t = s_times_f.add_(one_minus_s).mul_(value).clamp_(0.0, 1.0)
+    p = one_minus_s.mul_(value).clamp_(0.0, 1.0)
+    vpqt = torch.stack((value, p, q, t), dim=1)
+    table = torch.tensor(_HSV_SECTORS, dtype=torch.int64).to(hue.device, non_blocking=True)
+    select = table[:, sector].movedim(0, 1)  # [B, 3, H, W]: the vpqt entry each channel takes
+    return vpqt.gather(1, select)

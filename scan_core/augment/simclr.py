@@ -6,10 +6,9 @@ import math
 
 import torch
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
 
-from scan_core.augment.ops import (adjust_brightness, adjust_contrast, adjust_saturation, chance, flip_signs, grayscale,
-                                  uniform, warp)
+from scan_core.augment.ops import (adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, chance, flip_signs,
+                                  grayscale, uniform, warp, where)
 from scan_core.augment.settings import AugmentSettings, normalize
 
 
@@ -39,23 +38,20 @@ def random_resized_crop(
 
 
 def color_jitter(images: Tensor, strength: float, probability: float, generator: torch.Generator) -> Tensor:
-    """SimCLR's colour distortion: brightness, contrast, saturation (and hue, by a tenth of
-    ``strength``) on a random ``probability`` share of the batch."""
+    """SimCLR's colour distortion: brightness, contrast, saturation (and hue, by up to a quarter
+    of ``strength``: SimCLR's 0.1 at 0.4) on a random ``probability`` share of the batch."""
     count = images.shape[0]
     low, high = max(0.0, 1.0 - strength), 1.0 + strength
     jittered = adjust_brightness(images, uniform(count, low, high, generator))
     jittered = adjust_contrast(jittered, uniform(count, low, high, generator))
     if images.shape[1] == 3:
         jittered = adjust_saturation(jittered, uniform(count, low, high, generator))
-        hues = uniform(count, -strength / 4, strength / 4, generator)
-        jittered = torch.stack([TF.adjust_hue(image, float(hue)) for image, hue in zip(jittered, hues)])
-    apply = chance(count, probability, generator).view(-1, 1, 1, 1)
-    return torch.where(apply, jittered, images)
+        jittered = adjust_hue(jittered, uniform(count, -strength / 4, strength / 4, generator))
+    return where(chance(count, probability, generator), jittered, images)
 
 
 def random_grayscale(images: Tensor, probability: float, generator: torch.Generator) -> Tensor:
-    apply = chance(images.shape[0], probability, generator).view(-1, 1, 1, 1)
-    return torch.where(apply, grayscale(images), images)
+    return where(chance(images.shape[0], probability, generator), grayscale(images), images)
 
 
 def simclr_view(images: Tensor, settings: AugmentSettings, generator: torch.Generator) -> Tensor:

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from scan_core.augment.ops import adjust_brightness, adjust_contrast, adjust_saturation, adjust_sharpness, flip_signs, warp
+from scan_core.augment.ops import (adjust_brightness, adjust_contrast, adjust_saturation, adjust_sharpness, flip_signs, on,
+                                  warp)
 from scan_core.augment.settings import AugmentSettings, normalize
 
 
@@ -39,12 +40,12 @@ def _to_uint8(images: Tensor) -> Tensor:
 
 
 def _posterize(images: Tensor, bits: Tensor) -> Tensor:
-    keep = (256 - (1 << (8 - bits.long()))).to(torch.uint8).view(-1, 1, 1, 1)
+    keep = on(images, (256 - (1 << (8 - bits.long()))).to(torch.uint8))
     return (_to_uint8(images) & keep).float() / 255.0
 
 
 def _solarize(images: Tensor, threshold: Tensor) -> Tensor:
-    threshold = threshold.to(images).view(-1, 1, 1, 1)
+    threshold = on(images, threshold).to(images.dtype)
     return torch.where(images >= threshold, 1.0 - images, images)
 
 
@@ -97,32 +98,52 @@ def cutout(images: Tensor, max_fraction: float, generator: torch.Generator) -> T
     per image from 1 to ``max_fraction`` of the shorter image side."""
     count, _, height, width = images.shape
     largest = max(1, round(max_fraction * min(height, width)))
-    sides = torch.randint(1, largest + 1, (count,), generator=generator).view(-1, 1, 1)
-    center_y = torch.randint(0, height, (count,), generator=generator).view(-1, 1, 1)
-    center_x = torch.randint(0, width, (count,), generator=generator).view(-1, 1, 1)
-    rows = torch.arange(height).view(1, -1, 1)
-    cols = torch.arange(width).view(1, 1, -1)
-    top, left = center_y - sides // 2, center_x - sides // 2
-    hole = (rows >= top) & (rows < top + sides) & (cols >= left) & (cols < left + sides)
-    return images.masked_fill(hole.unsqueeze(1).to(images.device), 0.0)
+    sides = torch.randint(1, largest + 1, (count,), generator=generator)
+    center_y = torch.randint(0, height, (count,), generator=generator)
+    center_x = torch.randint(0, width, (count,), generator=generator)
+    # [B, 4] on the device: the hole's top, bottom, left, right edges (the mask is made there)
+    edges = on(images, torch.stack([center_y - sides // 2, center_y - sides // 2 + sides,
+                                    center_x - sides // 2, center_x - sides // 2 + sides], dim=1)).view(count, 4, 1)
+    rows = torch.arange(height, device=images.device).view(1, -1)
+    cols = torch.arange(width, device=images.device).view(1, -1)
+    hole = (((rows >= edges[:, 0]) & (rows < edges[:, 1])).unsqueeze(2)
+            & ((cols >= edges[:, 2]) & (cols < edges[:, 3])).unsqueeze(1))
+    return images.masked_fill(hole.unsqueeze(1), 0.0)
+
+
+_OP_NAMES = list(STRONG_OPS)
+_LOW, _HIGH = torch.tensor(list(STRONG_OPS.values())).T
+
+
+def _apply_drawn_ops(views: Tensor, chosen: Tensor, magnitudes: Tensor) -> Tensor:
+    """Image i through operation ``_OP_NAMES[chosen[i]]`` with ``magnitudes[i]``.
+
+    The batch is reordered once so that each operation's images are one contiguous slice
+    (in their original order, as a stable sort keeps them), every operation runs once on its
+    slice, and one gather restores the order: two indexing passes per round, not two per
+    operation. ``chosen`` and ``magnitudes`` stay on the CPU (no device sync for the counts).
+    """
+    order = torch.argsort(chosen, stable=True)
+    counts = torch.bincount(chosen, minlength=len(_OP_NAMES)).tolist()
+    grouped = views.index_select(0, order.to(views.device, non_blocking=True))
+    pieces = []
+    for name, images, magnitude in zip(_OP_NAMES, grouped.split(counts), magnitudes[order].split(counts)):
+        pieces.append(apply_strong_op(name, images, magnitude) if len(images) else images)
+    restore = torch.argsort(order).to(views.device, non_blocking=True)
+    return torch.cat(pieces).index_select(0, restore)
 
 
 def strong_view(images: Tensor, settings: AugmentSettings, generator: torch.Generator) -> Tensor:
     """SCAN's strong augmentation: flip, ``strong_ops`` operations drawn with replacement
     (uniform magnitudes), normalise, Cutout."""
     count = images.shape[0]
-    op_names = list(STRONG_OPS)
     theta = torch.zeros(count, 2, 3)
     theta[:, 0, 0] = flip_signs(count, settings.hflip, generator)
     theta[:, 1, 1] = 1.0
     views = warp(images, theta)
     for _ in range(settings.strong_ops):
-        chosen = torch.randint(0, len(op_names), (count,), generator=generator)
-        low, high = torch.tensor([STRONG_OPS[name] for name in op_names]).T
-        magnitudes = low[chosen] + (high[chosen] - low[chosen]) * torch.rand(count, generator=generator)
-        for index, name in enumerate(op_names):
-            selected = (chosen == index).nonzero().flatten()
-            if len(selected) and name != "identity":
-                views[selected] = apply_strong_op(name, views[selected], magnitudes[selected])
+        chosen = torch.randint(0, len(_OP_NAMES), (count,), generator=generator)
+        magnitudes = _LOW[chosen] + (_HIGH[chosen] - _LOW[chosen]) * torch.rand(count, generator=generator)
+        views = _apply_drawn_ops(views, chosen, magnitudes)
     views = normalize(views, settings)
     return cutout(views, settings.cutout_fraction, generator) if settings.cutout_fraction > 0 else views
