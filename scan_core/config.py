@@ -83,6 +83,9 @@ class EmbedParams(Group):
 class MineParams(Group):
     topk: int = Field(20, ge=1)
     space: Literal["backbone", "projection"] = "backbone"
+    approximate_above: int = Field(200_000, ge=0)  # anchors; exact search at or below, IVF-Flat above
+    nprobe: int = Field(64, ge=1)  # IVF lists searched per query (more: higher recall, slower)
+    recall_sample: int = Field(1000, ge=1)  # anchors the IVF recall@k is measured on against exact search
 
 
 class ScanParams(Group):

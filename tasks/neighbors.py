@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 
-from scan_core.mining import neighbor_matrix
+from scan_core.mining import read_neighbor_matrix
 from tasks.paths import NEIGHBORS_FILE
 from tasks.prepared import Prepared
 
@@ -17,8 +16,7 @@ def training_neighbors(prepared: Prepared, num_neighbors: int | None = None) -> 
     Stops when the neighbors were mined on other images than the prepared ones."""
     if num_neighbors == 0:
         return torch.arange(len(prepared.train_rows))[:, None]
-    table = pd.read_parquet(NEIGHBORS_FILE)
-    anchors, neighbors = neighbor_matrix(table, int(table["rank"].max()) if num_neighbors is None else num_neighbors)
+    anchors, neighbors = read_neighbor_matrix(NEIGHBORS_FILE, num_neighbors)
     position = np.full(len(prepared.manifest), -1)
     position[prepared.train_rows] = np.arange(len(prepared.train_rows))
     known = (anchors < len(position)) & (neighbors.max(axis=1) < len(position))

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from scan_core.augment.settings import AugmentSettings
-from scan_core.predictions import predictions_table
+from scan_core.predictions import write_predictions_file
 from scan_core.training.common import predict_probabilities
 from tasks.device import device
 from tasks.prepared import Prepared
@@ -17,7 +17,6 @@ from tasks.prepared import Prepared
 def write_predictions(path: Path, model: torch.nn.Module, prepared: Prepared, augment: AugmentSettings) -> np.ndarray:
     """Predict every image (train and eval rows), write the predictions table, return the probabilities."""
     probabilities = predict_probabilities(model.to(device()), prepared.images, augment, 512, device())[0].numpy()
-    table = predictions_table(prepared.manifest["index"].to_numpy(), prepared.manifest["source"].tolist(),
-                              probabilities)
-    table.to_parquet(path, index=False)
+    write_predictions_file(path, prepared.manifest["index"].to_numpy(), prepared.manifest["source"].tolist(),
+                           probabilities)
     return probabilities
