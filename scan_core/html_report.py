@@ -42,7 +42,7 @@ class ReportInputs:
     metrics: dict
     predictions: np.ndarray
     confidences: dict[str, np.ndarray]
-    images: np.ndarray
+    images: np.ndarray  # or an ImageRows view (scan_core.data.image_store): read one image at a time
     prototypes: list[np.ndarray]
     curves: dict[str, list[float]]
     num_clusters: int

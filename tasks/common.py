@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -31,12 +32,62 @@ MACHINE_FILE = "machine.json"  # beside each stage's outputs: the CPU and thread
 Digests = dict[str, str]
 
 
+DIGEST_CACHE_FILE = CACHE_DIR / "digests.json"
+# A file changed this soon after its last write could share that write's timestamp (kernel
+# clocks tick in milliseconds), so its digest is computed but not remembered yet.
+_SETTLED_NS = 2_000_000_000
+
+
 def file_digest(path: Path) -> str:
     sha = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             sha.update(block)
     return sha.hexdigest()
+
+
+def _identity(stat: os.stat_result) -> list[int]:
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
+def _read_digest_cache() -> dict[str, list]:
+    try:
+        cache = json.loads(DIGEST_CACHE_FILE.read_text())
+    except (OSError, ValueError):  # missing, or half of a file another process wrote without rename
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _write_digest_cache(new: dict[str, list]) -> None:
+    """Add ``new`` entries to the cache file (merged with what other processes wrote since it
+    was read), dropping entries of files that are gone. Written by an atomic rename: two
+    processes racing lose at most each other's entries, which are then re-hashed once."""
+    merged = {**_read_digest_cache(), **new}
+    merged = {path: entry for path, entry in merged.items() if os.path.exists(path)}
+    DIGEST_CACHE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(DIGEST_CACHE_FILE, json.dumps(merged, sort_keys=True))
+
+
+def digest_paths(paths: tuple[str, ...] | list[str]) -> Digests:
+    """``{relative file path: sha256}`` of every file under ``paths``; missing paths give nothing.
+
+    Digests are remembered in ``.scan_cache/digests.json`` by each file's size, modification
+    and change times and inode, so an unchanged ``images.npy`` is not read again at every run.
+    """
+    cache, new, digests = _read_digest_cache(), {}, {}
+    now = time.time_ns()
+    for file in (file for path in paths for file in _files_under(Path(path))):
+        key, identity = os.path.abspath(file), _identity(file.stat())
+        entry = cache.get(key)
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == identity:
+            digests[file.as_posix()] = entry[1]
+            continue
+        digests[file.as_posix()] = file_digest(file)
+        if now - max(identity[1], identity[2]) > _SETTLED_NS:
+            new[key] = [identity, digests[file.as_posix()]]
+    if new:
+        _write_digest_cache(new)
+    return digests
 
 
 def _files_under(path: Path) -> list[Path]:
@@ -48,11 +99,6 @@ def _files_under(path: Path) -> list[Path]:
         file for file in path.rglob("*")
         if file.is_file() and not any(part.startswith(".") for part in file.relative_to(path).parts)
     )
-
-
-def digest_paths(paths: tuple[str, ...] | list[str]) -> Digests:
-    """``{relative file path: sha256}`` of every file under ``paths``; missing paths give nothing."""
-    return {file.as_posix(): file_digest(file) for path in paths for file in _files_under(Path(path))}
 
 
 def combine(*parts: Any) -> str:

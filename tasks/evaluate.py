@@ -164,7 +164,7 @@ def evaluate(params: dict, inputs: dict, out: StagedOutputs) -> None:
         plot_cluster_count_curve(estimate["curve"], estimate["chosen"], estimate["criterion"],
                                  out(PLOTS_DIR / "num_clusters.png"))
         pictures.append("../plots/num_clusters.png")
-    eval_images = prepared.images.numpy()[rows]
+    eval_images = prepared.eval_images  # read on demand: the report shows a few of them
     prototypes = []
     if settings["prototypes"] > 0:
         selflabel_probs = probabilities["selflabel"]

@@ -1,4 +1,8 @@
-"""Reading the prepare stage's artifacts back: images, manifest and data set description."""
+"""Reading the prepare stage's artifacts back: images, manifest and data set description.
+
+Images come as an ``ImageStore``: rows are read from ``images.npy`` when indexed, so a stage
+holds only the batches it works on, however large the data set.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
+from scan_core.data.image_store import ImageRows, ImageStore
 from tasks.paths import DATASET_FILE, IMAGES_FILE, MANIFEST_FILE
 
 
 @dataclass
 class Prepared:
-    images: torch.Tensor
+    images: ImageStore  # every prepared image; ``images[rows]`` reads uint8 [B, H, W, C]
     manifest: pd.DataFrame
     info: dict[str, Any]
 
@@ -29,6 +33,16 @@ class Prepared:
         return np.flatnonzero(self.manifest["in_eval"].to_numpy())
 
     @property
+    def train_images(self) -> ImageRows:
+        """The training rows, read on demand (row i of the view is ``train_rows[i]``)."""
+        return self.images.rows(self.train_rows)
+
+    @property
+    def eval_images(self) -> ImageRows:
+        """The evaluation rows, read on demand (row i of the view is ``eval_rows[i]``)."""
+        return self.images.rows(self.eval_rows)
+
+    @property
     def labels(self) -> np.ndarray | None:
         return self.manifest["label"].to_numpy() if self.info["has_labels"] else None
 
@@ -38,7 +52,7 @@ def load_prepared() -> Prepared:
     if not DATASET_FILE.exists():
         raise FileNotFoundError(f"{DATASET_FILE} is missing: run the prepare stage first (dvc repro prepare)")
     prepared = Prepared(
-        images=torch.from_numpy(np.load(IMAGES_FILE)),
+        images=ImageStore(IMAGES_FILE),
         manifest=pd.read_parquet(MANIFEST_FILE),
         info=json.loads(DATASET_FILE.read_text()),
     )

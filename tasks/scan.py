@@ -43,7 +43,7 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
                     ", ".join(f"{count}: {value:.3f}" for count, value in estimate.curve.items()))
     logger.info(describe_auto("scan", values, resolved))
     settings = ScanSettings(**resolved)
-    train_images = prepared.images[prepared.train_rows]
+    train_images = prepared.train_images
     augment = augment_settings(prepared.info, group(params, "augment"))
     checkpoint = TrainingCheckpoint(checkpoint_file("scan"), stage_key("scan", params, inputs))
     pretext_model, pretext_description = load_contrastive_model(PRETEXT_MODEL_FILE)

@@ -35,7 +35,7 @@ def selflabel(params: dict, inputs: dict, out: StagedOutputs) -> None:
     checkpoint = TrainingCheckpoint(checkpoint_file("selflabel"), stage_key("selflabel", params, inputs))
     model, history = train_selflabel(
         scan_model,
-        prepared.images[prepared.train_rows],
+        prepared.train_images,
         settings,
         augment,
         checkpoint,

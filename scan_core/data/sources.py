@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
@@ -118,30 +120,36 @@ def resize_images(images: np.ndarray, image_size: int) -> np.ndarray:
     return stacked[..., None] if stacked.ndim == 3 else stacked
 
 
-def _single_split_loader(
-    name: str, root: Path, image_size: int, subset_file: Path | None, on_bad_image: str, download: bool
-) -> Callable[[str], ImageSet]:
-    loaders: dict[str, Callable[[str], ImageSet]] = {
+# What one split of a data set is before it is written: images in memory (the archive
+# formats torchvision reads whole), or a listing of image files still to be decoded.
+Part = ImageSet | readers.FileListing
+
+
+def _part_loader(name: str, root: Path, subset_file: Path | None, download: bool) -> Callable[[str], Part]:
+    loaders: dict[str, Callable[[str], Part]] = {
         "digits": load_digits_set,
         "fashion_mnist": lambda split: readers.read_fashion_mnist(root, split, download=download),
         "cifar10": lambda split: readers.read_cifar10(root, split, download=download),
         "cifar20": lambda split: readers.read_cifar20(root, split, download=download),
         "stl10": lambda split: readers.read_stl10(root, split, download=download),
-        "imagenet": lambda split: readers.read_imagenet(root, split, image_size, subset_file,
-                                                         on_bad_image=on_bad_image),
-        "folder": lambda split: readers.read_folder(root, image_size, on_bad_image),
+        "imagenet": lambda split: readers.list_imagenet(root, split, subset_file),
+        "folder": lambda split: readers.list_folder(root),
     }
     if name not in loaders:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}")
     return loaders[name]
 
 
-def concatenate(parts: list[ImageSet], split: str) -> ImageSet:
-    """Join splits of one data set (e.g. CIFAR train+test, as the paper's first version
-    clusters both). When only some parts have labels (STL-10 train+unlabeled) the known
-    labels are kept and the others are ``UNKNOWN_LABEL``; with none, labels are None."""
-    if len(parts) == 1:
-        return parts[0]
+def split_parts(name: str, split: str, root: Path | str = "data", subset_file: Path | str | None = None,
+                download: bool = False) -> list[Callable[[], Part]]:
+    """One loader per split joined in ``split`` (``all`` spelt out), each reading its part only
+    when called, so that ``prepare`` holds one part at a time while writing them to disk."""
+    loader = _part_loader(name, Path(root), Path(subset_file) if subset_file else None, download)
+    return [functools.partial(loader, part) for part in expand_split(name, split).split("+")]
+
+
+def check_joinable(parts: Sequence[Part]) -> None:
+    """Splits of one data set join only when those with labels name the same classes."""
     labelled = [part for part in parts if part.labels is not None]
     for part in labelled[1:]:
         if part.class_names != labelled[0].class_names:
@@ -150,6 +158,16 @@ def concatenate(parts: list[ImageSet], split: str) -> ImageSet:
                 f"({len(labelled[0].class_names or [])} vs {len(part.class_names or [])}), so their "
                 "labels cannot be joined; give both splits the same class folders"
             )
+
+
+def concatenate(parts: list[ImageSet], split: str) -> ImageSet:
+    """Join splits of one data set (e.g. CIFAR train+test, as the paper's first version
+    clusters both). When only some parts have labels (STL-10 train+unlabeled) the known
+    labels are kept and the others are ``UNKNOWN_LABEL``; with none, labels are None."""
+    if len(parts) == 1:
+        return parts[0]
+    check_joinable(parts)
+    labelled = [part for part in parts if part.labels is not None]
     labels = None
     if labelled:
         labels = np.concatenate([
@@ -182,10 +200,11 @@ def load_image_set(
     Images are resized to ``image_size``, so every stage sees one size; None means auto:
     the images' own side, capped (``scan_core.defaults.auto_image_size``).
     """
-    loader = _single_split_loader(
-        name, Path(root), image_size or 0, Path(subset_file) if subset_file else None, on_bad_image, download
-    )
-    split = expand_split(name, split)
-    image_set = concatenate([loader(part) for part in split.split("+")], split)
+    readers.check_on_bad_image(on_bad_image)
+    parts = [
+        readers.decode_listing(part, image_size or 0, on_bad_image) if isinstance(part, readers.FileListing) else part
+        for part in (load() for load in split_parts(name, split, root, subset_file, download))
+    ]
+    image_set = concatenate(parts, expand_split(name, split))
     image_set.images = resize_images(image_set.images, image_size or auto_image_size(image_set.image_size))
     return image_set

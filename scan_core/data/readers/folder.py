@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +32,38 @@ class BadImageError(ValueError):
     """One or more files could not be decoded as images."""
 
 
+@dataclass
+class FileListing:
+    """Image files a reader found, before any is decoded: ``prepare`` streams these to disk
+    chunk by chunk; ``decode_listing`` reads them into memory."""
+
+    root: Path
+    paths: list[Path]
+    labels: list[int] | None  # one per path, or None when the layout names no classes
+    class_names: list[str] | None
+    split: str
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def sources(self) -> list[str]:
+        return [path.relative_to(self.root).as_posix() for path in self.paths]
+
+
 def read_folder(root: Path, image_size: int, on_bad_image: str = "fail") -> ImageSet:
-    """Read every image below ``root``; first-level subfolders become classes.
+    """Read every image below ``root``; first-level subfolders become classes."""
+    check_on_bad_image(on_bad_image)
+    return decode_listing(list_folder(root), image_size, on_bad_image)
+
+
+def list_folder(root: Path) -> FileListing:
+    """Every image file below ``root``; first-level subfolders become classes.
 
     Labels are given only when every image lies in a first-level subfolder and there are
     at least two of them, since a single folder or loose files say nothing about classes.
     """
     root = Path(root)
-    check_on_bad_image(on_bad_image)
     if not root.exists():
         raise FileNotFoundError(f"image folder {root} does not exist")
     if not root.is_dir():
@@ -49,17 +76,23 @@ def read_folder(root: Path, image_size: int, on_bad_image: str = "fail") -> Imag
         )
     relative = [path.relative_to(root) for path in paths]
     class_names = _class_names(relative)
-    images, kept, skipped = decode_images(paths, root, image_size, on_bad_image)
     labels = None
     if class_names is not None:
         index = {name: i for i, name in enumerate(class_names)}
-        labels = np.array([index[relative[i].parts[0]] for i in kept], dtype=np.int64)
+        labels = [index[path.parts[0]] for path in relative]
+    return FileListing(root=root, paths=paths, labels=labels, class_names=class_names, split="all")
+
+
+def decode_listing(listing: FileListing, image_size: int, on_bad_image: str) -> ImageSet:
+    """Decode every file of ``listing`` into one in-memory ``ImageSet``."""
+    images, kept, skipped = decode_images(listing.paths, listing.root, image_size, on_bad_image)
+    sources = listing.sources
     return ImageSet(
         images=images,
-        labels=labels,
-        class_names=class_names,
-        sources=[relative[i].as_posix() for i in kept],
-        split="all",
+        labels=None if listing.labels is None else np.array([listing.labels[i] for i in kept], dtype=np.int64),
+        class_names=listing.class_names,
+        sources=[sources[i] for i in kept],
+        split=listing.split,
         skipped=skipped,
     )
 
@@ -91,6 +124,73 @@ def find_images(root: Path) -> list[Path]:
     return sorted(found, key=lambda path: path.relative_to(root).parts)
 
 
+@dataclass
+class DecodedChunk:
+    """Consecutive files decoded together: the good ones as ``uint8[B, S, S, 3]`` (grayscale
+    files repeated into three channels, flagged in ``gray``), their positions in the file
+    list, and ``(file, reason)`` for each file that failed."""
+
+    images: np.ndarray
+    gray: np.ndarray
+    kept: list[int]
+    failures: list[tuple[str, str]]
+
+
+def default_decoders() -> int:
+    """Decoder threads: the CPUs this process may use, at most 8."""
+    return max(1, min(8, len(os.sched_getaffinity(0))))
+
+
+def decode_chunks(paths: Sequence[Path], root: Path, image_size: int, chunk_rows: int = 64,
+                  workers: int | None = None) -> Iterator[DecodedChunk]:
+    """Decode ``paths`` (``image_size`` > 0) in chunks of ``chunk_rows`` files, by a pool of
+    threads (Pillow's decoders and resizing run without the GIL), yielding chunks in file
+    order. At most twice as many chunks as threads are decoded ahead of the consumer, so
+    memory stays bounded however many files there are."""
+    if image_size <= 0:
+        raise ValueError(f"image_size must be positive here, got {image_size}")
+    workers = workers or default_decoders()
+    starts = range(0, len(paths), chunk_rows)
+    show = len(paths) >= _PROGRESS_MIN_FILES and sys.stderr.isatty()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan-decode") as pool, \
+            tqdm(total=len(paths), desc="decoding images", unit="img", disable=not show) as progress:
+        pending: deque[Future[DecodedChunk]] = deque()
+        for start in starts:
+            pending.append(pool.submit(_decode_chunk, paths[start : start + chunk_rows], start, root, image_size))
+            if len(pending) >= 2 * workers:
+                chunk = pending.popleft().result()
+                progress.update(len(chunk.kept) + len(chunk.failures))
+                yield chunk
+        while pending:
+            chunk = pending.popleft().result()
+            progress.update(len(chunk.kept) + len(chunk.failures))
+            yield chunk
+
+
+def _decode_chunk(paths: Sequence[Path], first: int, root: Path, image_size: int) -> DecodedChunk:
+    decoded: list[np.ndarray] = []
+    kept: list[int] = []
+    failures: list[tuple[str, str]] = []
+    for offset, path in enumerate(paths):
+        try:
+            decoded.append(decode_image(path, image_size))
+        except Exception as error:  # noqa: BLE001 - any decoder failure marks the file bad
+            failures.append((Path(path).relative_to(root).as_posix(), _reason(error)))
+        else:
+            kept.append(first + offset)
+    images = np.empty((len(decoded), image_size, image_size, 3), dtype=np.uint8)
+    for row, array in enumerate(decoded):
+        images[row] = _to_rgb(array)
+    return DecodedChunk(images, np.array([array.ndim == 2 for array in decoded], dtype=bool), kept, failures)
+
+
+def resolve_image_size(paths: Sequence[Path], image_size: int) -> int:
+    """``image_size``, or for 0 (auto) the files' typical side, capped (``scan_core.defaults``)."""
+    if image_size < 0:
+        raise ValueError(f"image_size must be positive (or 0 for auto), got {image_size}")
+    return image_size or auto_image_size(typical_side(paths))
+
+
 def decode_images(
     paths: Sequence[Path], root: Path, image_size: int, on_bad_image: str
 ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
@@ -101,31 +201,22 @@ def decode_images(
     With ``on_bad_image="fail"`` any failure raises ``BadImageError`` listing them all.
     """
     check_on_bad_image(on_bad_image)
-    if image_size < 0:
-        raise ValueError(f"image_size must be positive (or 0 for auto), got {image_size}")
-    if image_size == 0:
-        image_size = auto_image_size(typical_side(paths))
-    decoded: list[np.ndarray] = []
-    kept: list[int] = []
-    failures: list[tuple[str, str]] = []
-    show = len(paths) >= _PROGRESS_MIN_FILES and sys.stderr.isatty()
-    for i, path in enumerate(tqdm(paths, desc="decoding images", unit="img", disable=not show)):
-        try:
-            decoded.append(decode_image(path, image_size))
-        except Exception as error:  # noqa: BLE001 - any decoder failure marks the file bad
-            failures.append((Path(path).relative_to(root).as_posix(), _reason(error)))
-        else:
-            kept.append(i)
+    chunks = list(decode_chunks(paths, root, resolve_image_size(paths, image_size)))
+    kept = [index for chunk in chunks for index in chunk.kept]
+    failures = [failure for chunk in chunks for failure in chunk.failures]
+    check_failures(root, len(paths), len(kept), failures, on_bad_image)
+    images = np.concatenate([chunk.images for chunk in chunks])
+    if all(chunk.gray.all() for chunk in chunks):
+        images = np.ascontiguousarray(images[..., :1])
+    return images, kept, failures
+
+
+def check_failures(root: Path, total: int, kept: int, failures: list[tuple[str, str]], on_bad_image: str) -> None:
+    """Raise ``BadImageError`` for failures under ``fail``, or when no file could be read."""
     if failures and on_bad_image == "fail":
         raise BadImageError(_bad_image_message(root, failures))
-    if not decoded:
-        raise BadImageError(f"none of the {len(paths)} image files in {root} could be read")
-    gray = all(array.ndim == 2 for array in decoded)
-    if gray:
-        images = np.stack(decoded)[..., None]
-    else:
-        images = np.stack([_to_rgb(array) for array in decoded])
-    return images, kept, failures
+    if not kept:
+        raise BadImageError(f"none of the {total} image files in {root} could be read")
 
 
 def typical_side(paths: Sequence[Path], sample: int = 256) -> int:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from scan_core.data.image_set import ImageSet
-from scan_core.data.readers.folder import decode_images, find_images
+from scan_core.data.readers.folder import FileListing, check_on_bad_image, decode_listing, find_images
 
 IMAGENET_SPLITS = ("train", "val")
 
@@ -30,6 +28,13 @@ def read_imagenet(
     Labels index the sorted list of wnids, and class names are the wnids, so the same
     subset file always gives the same labels.
     """
+    check_on_bad_image(on_bad_image)
+    return decode_listing(list_imagenet(root, split, subset_file), image_size, on_bad_image)
+
+
+def list_imagenet(root: Path, split: str, subset_file: Path | None = None) -> FileListing:
+    """The files of ``<root>/<split>/<wnid>/*`` for every wnid in the subset (all when None),
+    labelled by the wnid's position in the sorted list."""
     root = Path(root)
     if split not in IMAGENET_SPLITS:
         raise ValueError(f"unknown ImageNet split {split!r}; valid: {', '.join(IMAGENET_SPLITS)}")
@@ -62,15 +67,7 @@ def read_imagenet(
         labels += [label] * len(found)
     if not paths:
         raise FileNotFoundError(f"no class folders found in {split_dir}")
-    images, kept, skipped = decode_images(paths, root, image_size, on_bad_image)
-    return ImageSet(
-        images=images,
-        labels=np.array([labels[i] for i in kept], dtype=np.int64),
-        class_names=list(wnids),
-        sources=[paths[i].relative_to(root).as_posix() for i in kept],
-        split=split,
-        skipped=skipped,
-    )
+    return FileListing(root=root, paths=paths, labels=labels, class_names=list(wnids), split=split)
 
 
 def read_subset_file(path: Path) -> list[str]:

@@ -1,0 +1,75 @@
+"""The image store returns what numpy indexing of the whole array returns, reading rows
+from the file at their offsets."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from scan_core.data import image_store
+from scan_core.data.image_store import ImageStore
+
+
+@pytest.fixture
+def stored(tmp_path):
+    array = np.random.default_rng(0).integers(0, 256, (40, 5, 4, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", array)
+    return array, ImageStore(tmp_path / "images.npy")
+
+
+def test_indexing_equals_numpy(stored):
+    array, store = stored
+    assert len(store) == 40 and store.shape == array.shape and store.dtype == np.uint8
+    for index in ([5, 3, 3, 39, 0, 5], [7], [], np.arange(40)[::-1], [-1, -40, 2], np.array([[1, 2], [2, 9]])):
+        np.testing.assert_array_equal(store[np.asarray(index, dtype=np.int64)], array[np.asarray(index, dtype=np.int64)])
+    for key in (slice(3, 17), slice(None), slice(30, 100), slice(-5, None), slice(1, 30, 7), slice(10, 2)):
+        np.testing.assert_array_equal(store[key], array[key])
+    np.testing.assert_array_equal(store[np.int64(12)], array[12])
+    np.testing.assert_array_equal(store[-2], array[-2])
+    mask = np.arange(40) % 3 == 0
+    np.testing.assert_array_equal(store[mask], array[mask])
+    np.testing.assert_array_equal(np.asarray(store), array)
+    with pytest.raises(IndexError):
+        store[np.array([40])]
+    with pytest.raises(IndexError):
+        store[np.array([0.5])]
+
+
+def test_row_views_index_like_numpy_subsets(stored):
+    array, store = stored
+    subset = np.array([30, 2, 2, 17, 8, 39, 0])
+    view = store.rows(subset)
+    assert len(view) == 7 and view.shape == (7, 5, 4, 3)
+    np.testing.assert_array_equal(view[np.array([6, 0, 3, 3])], array[subset][[6, 0, 3, 3]])
+    np.testing.assert_array_equal(view[2:6], array[subset][2:6])
+    np.testing.assert_array_equal(view[-1], array[0])
+    nested = view.rows(np.array([4, 0]))
+    np.testing.assert_array_equal(nested[:], array[[8, 30]])
+    with pytest.raises(IndexError):
+        view[np.array([7])]
+
+
+def test_sorted_runs_read_together(stored, monkeypatch):
+    array, store = stored
+    calls = []
+    real = image_store.os.preadv
+    monkeypatch.setattr(image_store.os, "preadv", lambda fd, buffers, offset: calls.append(offset) or real(fd, buffers, offset))
+    np.testing.assert_array_equal(store[np.array([12, 3, 4, 13, 5, 11])], array[[12, 3, 4, 13, 5, 11]])
+    assert len(calls) == 2  # rows 3-5 and 11-13
+
+
+def test_store_pickles_without_its_descriptor(stored):
+    array, store = stored
+    store[np.array([1])]
+    copy = pickle.loads(pickle.dumps(store.rows(np.array([4, 1]))))
+    np.testing.assert_array_equal(copy[:], array[[4, 1]])
+
+
+def test_truncated_file_is_refused(tmp_path):
+    np.save(tmp_path / "images.npy", np.zeros((4, 2, 2, 1), dtype=np.uint8))
+    data = (tmp_path / "images.npy").read_bytes()
+    (tmp_path / "images.npy").write_bytes(data[:-3])
+    with pytest.raises(ValueError, match="truncated"):
+        ImageStore(tmp_path / "images.npy")
