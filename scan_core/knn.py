@@ -153,12 +153,10 @@ def ivf_lists(count: int) -> int:
     return max(1, min(round(LIST_FACTOR * math.sqrt(count)), count // MIN_TRAIN_PER_LIST))
 
 
-def ivf_search(vectors: np.ndarray, count: int, nprobe: int, device: torch.device | str = "cpu",
-               seed: int = 0, nlist: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate top-``count`` of every vector among all of them with a faiss IVF-Flat index
-    (inner product): lists from a k-means on a seeded sample, ``nprobe`` lists searched per
-    query. A query whose probed lists hold fewer than ``count`` vectors gets index -1 (and
-    similarity -inf) in the missing places."""
+def build_ivf(vectors: np.ndarray, nprobe: int, device: torch.device | str = "cpu", seed: int = 0,
+              nlist: int | None = None) -> Any:
+    """A faiss IVF-Flat index (inner product) of ``vectors``, on the GPU of a CUDA ``device``
+    with faiss-gpu: lists from a k-means on a seeded sample, ``nprobe`` lists searched per query."""
     faiss = faiss_module()
     if faiss is None:
         raise ImportError('the approximate index needs faiss: pip install -e ".[cpu]" (or ".[gpu]")')
@@ -172,7 +170,15 @@ def ivf_search(vectors: np.ndarray, count: int, nprobe: int, device: torch.devic
     index.train(vectors[np.sort(sample)])
     index.add(vectors)
     index.nprobe = min(nprobe, nlist)
-    return index.search(vectors, count)
+    return index
+
+
+def ivf_search(vectors: np.ndarray, count: int, nprobe: int, device: torch.device | str = "cpu",
+               seed: int = 0, nlist: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate top-``count`` of every vector among all of them with :func:`build_ivf`'s
+    index. A query whose probed lists hold fewer than ``count`` vectors gets index -1 (and
+    similarity -inf) in the missing places."""
+    return build_ivf(vectors, nprobe, device, seed, nlist).search(vectors, count)
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
