@@ -73,3 +73,15 @@ def test_truncated_file_is_refused(tmp_path):
     (tmp_path / "images.npy").write_bytes(data[:-3])
     with pytest.raises(ValueError, match="truncated"):
         ImageStore(tmp_path / "images.npy")
+
+
+def test_report_pictures_read_single_images_from_a_view(stored, tmp_path):
+    """evaluate hands the report a view of the evaluation rows, not their pixels."""
+    from scan_core.html_report import thumbnail_uri
+    from scan_core.report import plot_prototypes
+
+    array, store = stored
+    view = store.rows(np.arange(10, 30))
+    plot_prototypes(view, [np.array([0, 3]), np.array([19])], tmp_path / "prototypes.png")
+    assert (tmp_path / "prototypes.png").stat().st_size > 0
+    assert thumbnail_uri(view[np.int64(4)], None, 16) == thumbnail_uri(array[14], None, 16)

@@ -98,3 +98,34 @@ def test_stl_train_plus_unlabeled_keeps_labels_where_known(tmp_path, monkeypatch
     info, _ = _run_prepare(tmp_path, monkeypatch, name="stl10", root=str(tmp_path / "stl"),
                            image_size=16, train_split="train", eval_split="unlabeled")
     assert not info["has_labels"] and info["num_labeled_eval"] == 0
+
+
+def test_folder_prepared_by_streaming_matches_decoding_in_memory(tmp_path, monkeypatch):
+    """images.npy, the manifest's content hashes and dataset.json's mean/std are what decoding
+    the whole folder into memory gives (float64 statistics over the training pixels), and an
+    unreadable file is listed as skipped."""
+    import hashlib
+
+    import numpy as np
+    from PIL import Image
+
+    from scan_core.data.sources import load_image_set
+
+    rng = np.random.default_rng(3)
+    for index in range(9):
+        folder = tmp_path / "photos" / ("a" if index < 5 else "b")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (12 + index, 10, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    (tmp_path / "photos" / "b" / "broken.png").write_bytes(b"\x89PNG")
+    info, manifest = _run_prepare(tmp_path, monkeypatch, name="folder", root=str(tmp_path / "photos"),
+                                  image_size=8, on_bad_image="skip")
+    expected = load_image_set("folder", "all", tmp_path / "photos", image_size=8, on_bad_image="skip")
+    stored = np.load(tmp_path / "artifacts/prepare/images.npy")
+    np.testing.assert_array_equal(stored, expected.images)
+    assert manifest["source"].tolist() == expected.sources and manifest["label"].tolist() == [0] * 5 + [1] * 4
+    assert manifest["content_hash"].tolist() == [hashlib.sha256(image.tobytes()).hexdigest() for image in stored]
+    pixels = expected.images.astype(np.float64) / 255.0
+    assert info["mean"] == pixels.mean(axis=(0, 1, 2)).round(6).tolist()
+    assert info["std"] == pixels.std(axis=(0, 1, 2)).round(6).tolist()
+    assert [entry["source"] for entry in info["skipped"]] == ["b/broken.png"]
+    assert (info["num_images"], info["channels"], info["image_size"]) == (9, 3, 8)
