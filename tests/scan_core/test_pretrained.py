@@ -144,3 +144,16 @@ def test_registry_names_are_checked_against_the_architecture() -> None:
         registry_state_dict("resnet18", "IMAGENET1K_V2")
     with pytest.raises(ValueError, match="'small_cnn' has no torchvision weights"):
         registry_state_dict("small_cnn", "IMAGENET1K_V1")
+
+
+def test_the_papers_imagenet_recipe_a_moco_resnet50_gives_2048_d_features(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    encoder = {key: value for key, value in torchvision.models.resnet50().state_dict().items()
+               if not key.startswith("fc.")}
+    mlp = {"fc.0.weight": torch.randn(2048, 2048), "fc.2.weight": torch.randn(128, 2048)}
+    state = {f"module.encoder_q.{key}": value for key, value in {**encoder, **mlp}.items()}
+    torch.save({"epoch": 800, "arch": "resnet50", "state_dict": state}, tmp_path / "moco_v2_800ep.pth.tar")
+    backbone = pretrained_backbone("resnet50", 3, str(tmp_path / "moco_v2_800ep.pth.tar"))
+    _assert_same_backbone(backbone, encoder)
+    with torch.no_grad():
+        assert backbone.eval()(torch.rand(2, 3, 16, 16)).shape == (2, 2048)
