@@ -13,26 +13,27 @@ from scan_core.augment.ops import (adjust_brightness, adjust_contrast, adjust_sa
 from scan_core.augment.settings import AugmentSettings, normalize
 
 
-def _affine_op(kind: str, magnitude: Tensor) -> Tensor:
-    count = magnitude.shape[0]
-    theta = torch.zeros(count, 2, 3)
-    theta[:, 0, 0] = 1.0
-    theta[:, 1, 1] = 1.0
-    if kind == "rotate":
-        radians = magnitude * math.pi / 180.0
-        theta[:, 0, 0] = torch.cos(radians)
-        theta[:, 0, 1] = -torch.sin(radians)
-        theta[:, 1, 0] = torch.sin(radians)
-        theta[:, 1, 1] = torch.cos(radians)
-    elif kind == "shear_x":
-        theta[:, 0, 1] = magnitude
-    elif kind == "shear_y":
-        theta[:, 1, 0] = magnitude
-    elif kind == "translate_x":
-        theta[:, 0, 2] = 2.0 * magnitude
-    elif kind == "translate_y":
-        theta[:, 1, 2] = 2.0 * magnitude
-    return theta
+# The pool's geometric operations: one warp serves any mix of them (``_affine_thetas``).
+AFFINE_OPS = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
+
+
+def _affine_thetas(kinds: Tensor, magnitude: Tensor) -> Tensor:
+    """Per-image affine maps ``[B, 2, 3]``: image i turned (degrees), sheared or shifted (a
+    share of the side) by ``magnitude[i]`` as ``AFFINE_OPS[kinds[i]]`` says. Made on the CPU,
+    where the parameters are drawn; ``warp`` moves them to the images."""
+    turn = kinds == 0
+    radians = magnitude * math.pi / 180.0
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    ones, zeros = torch.ones_like(magnitude), torch.zeros_like(magnitude)
+    entries = [
+        torch.where(turn, cos, ones),
+        torch.where(turn, -sin, torch.where(kinds == 1, magnitude, zeros)),
+        torch.where(kinds == 3, 2.0 * magnitude, zeros),
+        torch.where(turn, sin, torch.where(kinds == 2, magnitude, zeros)),
+        torch.where(turn, cos, ones),
+        torch.where(kinds == 4, 2.0 * magnitude, zeros),
+    ]
+    return torch.stack(entries, dim=1).view(-1, 2, 3)
 
 
 def _to_uint8(images: Tensor) -> Tensor:
@@ -76,8 +77,8 @@ def apply_strong_op(name: str, images: Tensor, magnitude: Tensor) -> Tensor:
         return TF.autocontrast(images)
     if name == "equalize":
         return TF.equalize(_to_uint8(images)).float() / 255.0
-    if name in ("rotate", "shear_x", "shear_y", "translate_x", "translate_y"):
-        return warp(images, _affine_op(name, magnitude))
+    if name in AFFINE_OPS:
+        return warp(images, _affine_thetas(torch.full(magnitude.shape, AFFINE_OPS.index(name)), magnitude))
     if name == "solarize":
         return _solarize(images, magnitude)
     if name == "color":
@@ -113,22 +114,35 @@ def cutout(images: Tensor, max_fraction: float, generator: torch.Generator) -> T
 
 _OP_NAMES = list(STRONG_OPS)
 _LOW, _HIGH = torch.tensor(list(STRONG_OPS.values())).T
+# The pool's operations as they are run: each non-geometric one alone, the geometric ones
+# together in one warp; which of those groups each operation falls in, and its AFFINE_OPS kind.
+_GROUPS = [name for name in _OP_NAMES if name not in AFFINE_OPS] + ["affine"]
+_GROUP_OF = torch.tensor([_GROUPS.index("affine" if name in AFFINE_OPS else name) for name in _OP_NAMES])
+_AFFINE_KIND = torch.tensor([AFFINE_OPS.index(name) if name in AFFINE_OPS else -1 for name in _OP_NAMES])
 
 
 def _apply_drawn_ops(views: Tensor, chosen: Tensor, magnitudes: Tensor) -> Tensor:
     """Image i through operation ``_OP_NAMES[chosen[i]]`` with ``magnitudes[i]``.
 
-    The batch is reordered once so that each operation's images are one contiguous slice
-    (in their original order, as a stable sort keeps them), every operation runs once on its
-    slice, and one gather restores the order: two indexing passes per round, not two per
-    operation. ``chosen`` and ``magnitudes`` stay on the CPU (no device sync for the counts).
+    The batch is reordered once so that each group's images (``_GROUPS``) are one contiguous
+    slice (in their original order, as a stable sort keeps them), every group runs once on its
+    slice, and one gather restores the order: a few passes per round whatever the batch size,
+    not a few per image or per operation. ``chosen`` and ``magnitudes`` stay on the CPU (no
+    device sync for the counts).
     """
-    order = torch.argsort(chosen, stable=True)
-    counts = torch.bincount(chosen, minlength=len(_OP_NAMES)).tolist()
+    groups = _GROUP_OF[chosen]
+    order = torch.argsort(groups, stable=True)
+    counts = torch.bincount(groups, minlength=len(_GROUPS)).tolist()
     grouped = views.index_select(0, order.to(views.device, non_blocking=True))
+    slices = zip(_GROUPS, grouped.split(counts), magnitudes[order].split(counts), chosen[order].split(counts))
     pieces = []
-    for name, images, magnitude in zip(_OP_NAMES, grouped.split(counts), magnitudes[order].split(counts)):
-        pieces.append(apply_strong_op(name, images, magnitude) if len(images) else images)
+    for group, images, magnitude, ops in slices:
+        if not len(images):
+            pieces.append(images)
+        elif group == "affine":
+            pieces.append(warp(images, _affine_thetas(_AFFINE_KIND[ops], magnitude)))
+        else:
+            pieces.append(apply_strong_op(group, images, magnitude))
     restore = torch.argsort(order).to(views.device, non_blocking=True)
     return torch.cat(pieces).index_select(0, restore)
 

@@ -126,3 +126,18 @@ def test_each_strong_op_on_cuda_matches_the_cpu(name: str) -> None:
     images, magnitudes = _images(count=16), torch.linspace(low, high, 16)
     expected = apply_strong_op(name, images, magnitudes)
     torch.testing.assert_close(apply_strong_op(name, images.cuda(), magnitudes).cpu(), expected, atol=1e-5, rtol=0)
+
+
+def test_one_warp_serves_a_mix_of_geometric_ops() -> None:
+    from scan_core.augment.strong import AFFINE_OPS, _affine_thetas
+
+    kinds = torch.tensor([AFFINE_OPS.index(name) for name in AFFINE_OPS])
+    thetas = _affine_thetas(kinds, torch.tensor([90.0, 0.1, -0.1, 0.1, -0.1]))
+    expected = torch.tensor([
+        [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]],  # rotate 90 degrees
+        [[1.0, 0.1, 0.0], [0.0, 1.0, 0.0]],  # shear_x
+        [[1.0, 0.0, 0.0], [-0.1, 1.0, 0.0]],  # shear_y
+        [[1.0, 0.0, 0.2], [0.0, 1.0, 0.0]],  # translate_x by a tenth of the side ([-1, 1] units)
+        [[1.0, 0.0, 0.0], [0.0, 1.0, -0.2]],  # translate_y
+    ])
+    torch.testing.assert_close(thetas, expected, atol=1e-6, rtol=0)
