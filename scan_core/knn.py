@@ -66,7 +66,8 @@ def _on_gpu(faiss: ModuleType, index: Any, gpu: int | None) -> Any:
         return index
     resources = faiss.StandardGpuResources()
     moved = faiss.index_cpu_to_gpu(resources, gpu, index)
-    moved.scan_resources = resources  # freed with the index, not before
+    # Freed with the index, not before; faiss's Python wrappers allow only this extra attribute.
+    moved.referenced_objects = [*getattr(moved, "referenced_objects", []), resources]
     return moved
 
 
