@@ -35,8 +35,9 @@ logger = logging.getLogger(__name__)
 
 
 def l2_normalize(features: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, float32 (one new array: the quotient is not copied again)."""
     norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return (features / np.maximum(norms, 1e-12)).astype(np.float32)
+    return (features / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
 @dataclass
