@@ -9,10 +9,13 @@ Why from inside: a pipeline stage stays one process (one Prefect task, one DVC c
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import os
+import signal
 import socket
+import sys
 import tempfile
 import threading
 import uuid
@@ -51,9 +54,7 @@ def parallel(model: nn.Module, group: Group, device: torch.device) -> nn.Module:
     else:
         for name, child in list(model.named_children()):
             model.add_module(name, global_batchnorm(child, group))
-    # BatchNorm buffers are equal everywhere already (global statistics), so none is broadcast.
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                   broadcast_buffers=False)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -90,8 +91,16 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to end this process when the process that started it ends, killed or not
+    (the launcher cannot install its own signal handlers outside the main thread)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
 def _process(function: Callable[..., Any], device_type: str, relay: EpochRelay | None, args: tuple) -> Any:
     """One training process: join the group, train, leave."""
+    _die_with_parent()
     rank, world, local_rank = (int(os.environ[name]) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
     if device_type == "cuda":
         device = torch.device("cuda", local_rank)
