@@ -11,10 +11,11 @@ from scan_core.defaults import describe_auto, resolve_stage
 from scan_core.model_files import save_model
 from scan_core.models import ContrastiveModel
 from scan_core.pretrained import pretrained_backbone
+from scan_core.training.distributed import describe
 from scan_core.training.pretext import PretextSettings, train_pretext
 from tasks.common import StagedOutputs, stage_key, stage_task
 from tasks.compute import augment_settings, checkpoint_file
-from tasks.device import device
+from tasks.device import device, processes
 from tasks.artifacts import publish_key_numbers
 from tasks.paths import PRETEXT_CURVES_FILE, PRETEXT_DIR, PRETEXT_MODEL_FILE
 from tasks.prepared import load_prepared
@@ -46,6 +47,7 @@ def pretext(params: dict, inputs: dict, out: StagedOutputs) -> None:
         return _save_pretrained(values, prepared.info["channels"], out, logger)
     resolved = resolve_stage("pretext", values, len(prepared.train_rows))
     logger.info(describe_auto("pretext", values, resolved))
+    logger.info(describe("pretext", processes(), device()))
     settings = PretextSettings(**resolved)
     checkpoint = TrainingCheckpoint(checkpoint_file("pretext"), stage_key("pretext", params, inputs))
     model, history = train_pretext(
@@ -55,6 +57,7 @@ def pretext(params: dict, inputs: dict, out: StagedOutputs) -> None:
         checkpoint,
         device(),
         on_epoch=epoch_logger(logger, "pretext", settings.epochs, lambda record: f"loss {record['loss']:.4f}"),
+        processes=processes(),
     )
     save_model(out(PRETEXT_MODEL_FILE), model.cpu(), backbone=settings.backbone, in_channels=prepared.info["channels"],
                projection_dim=settings.projection_dim)

@@ -12,11 +12,12 @@ from scan_core.cluster_count import CRITERION, estimate_num_clusters
 from scan_core.defaults import AUTO, auto_cluster_counts, describe_auto, resolve_stage
 from scan_core.model_files import load_contrastive_model, save_model
 from scan_core.training.clustering import ScanSettings, collapse_report, collapse_warning, train_scan
+from scan_core.training.distributed import describe
 from scan_core.training.warm_start import kmeans_partitions
 from tasks.artifacts import publish_key_numbers
 from tasks.common import StagedOutputs, stage_key, stage_task
 from tasks.compute import augment_settings, checkpoint_file
-from tasks.device import device
+from tasks.device import device, processes
 from tasks.neighbors import training_neighbors
 from tasks.paths import (EMBEDDINGS_FILE, PRETEXT_MODEL_FILE, SCAN_CURVES_FILE, SCAN_DIR, SCAN_MODEL_FILE,
                          SCAN_PREDICTIONS_FILE, SUMMARY_NAME)
@@ -42,6 +43,7 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
                     estimate.chosen, 100 * estimate.tolerance, CRITERION,
                     ", ".join(f"{count}: {value:.3f}" for count, value in estimate.curve.items()))
     logger.info(describe_auto("scan", values, resolved))
+    logger.info(describe("scan", processes(), device()))
     settings = ScanSettings(**resolved)
     train_images = prepared.train_images
     augment = augment_settings(prepared.info, group(params, "augment"))
@@ -64,6 +66,7 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
             f"{record['neighbor_agreement']:.3f}, mean confidence {record['mean_confidence']:.3f}, "
             f"balance {record['balance']:.3f}")),
         initial_clusters=initial_clusters,
+        processes=processes(),
     )
     logger.info("kept head %d of %d from epoch %d (lowest SCAN loss with entropy weight 1: %.4f)",
                 selection["head"], selection["heads"], selection["epoch"], selection["criterion"])

@@ -9,11 +9,12 @@ from prefect import get_run_logger
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.defaults import describe_auto, resolve_stage
 from scan_core.model_files import load_clustering_model, save_model
+from scan_core.training.distributed import describe
 from scan_core.training.selflabel import SelflabelSettings, train_selflabel
 from tasks.artifacts import publish_key_numbers
 from tasks.common import StagedOutputs, stage_key, stage_task
 from tasks.compute import augment_settings, checkpoint_file
-from tasks.device import device
+from tasks.device import device, processes
 from tasks.paths import (SCAN_MODEL_FILE, SELFLABEL_CURVES_FILE, SELFLABEL_DIR, SELFLABEL_MODEL_FILE,
                          SELFLABEL_PREDICTIONS_FILE, SUMMARY_NAME)
 from tasks.predictions import write_predictions
@@ -29,6 +30,7 @@ def selflabel(params: dict, inputs: dict, out: StagedOutputs) -> None:
     values = group(params, "selflabel")
     resolved = resolve_stage("selflabel", values, len(prepared.train_rows))
     logger.info(describe_auto("selflabel", values, resolved))
+    logger.info(describe("selflabel", processes(), device()))
     settings = SelflabelSettings(**resolved)
     augment = augment_settings(prepared.info, group(params, "augment"))
     scan_model, description = load_clustering_model(SCAN_MODEL_FILE)
@@ -42,6 +44,7 @@ def selflabel(params: dict, inputs: dict, out: StagedOutputs) -> None:
         device(),
         on_epoch=epoch_logger(logger, "selflabel", settings.epochs,
                               lambda record: f"loss {record['loss']:.4f}, {record['confident']} confident"),
+        processes=processes(),
     )
     summary: dict = {"settings": resolved, "history": history}
     if not history and settings.epochs > 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -83,6 +84,17 @@ class EpochRelay:
             entry = json.loads(line)
             on_epoch(entry["epoch"], entry["record"])
         self.delivered = len(lines)
+
+
+class _NoSignalNote(logging.Filter):
+    """The launcher runs off the main thread, where it cannot install signal handlers, and says
+    so at every launch; the training processes end with this one anyway (``_die_with_parent``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to register signal handlers" not in record.getMessage()
+
+
+logging.getLogger("torch.distributed.elastic.multiprocessing.api").addFilter(_NoSignalNote())
 
 
 def _free_port() -> int:
