@@ -136,6 +136,34 @@ def test_pretext_two_epoch_checkpoint_extends_to_three(images: torch.Tensor, tmp
     # checkpoint key, so the pipeline never resumes across such a change.)
 
 
+def test_pretext_draws_the_same_whatever_the_prefetch_depth_and_image_store(images, pretext_runs, tmp_path,
+                                                                            monkeypatch) -> None:
+    """Batches prepared ahead (depth 2) or one at a time (depth 0), from a tensor or from a
+    memmapped .npy file: the same draws, hence the same weights."""
+    import numpy as np
+
+    import scan_core.training.common as common
+
+    np.save(tmp_path / "images.npy", images.numpy())
+    mapped = np.load(tmp_path / "images.npy", mmap_mode="r")
+    monkeypatch.setattr(common, "PREFETCH_DEPTH", 0)
+    model, history = train_pretext(mapped, pretext_runs["settings"], AUGMENT, _no_checkpoint(), CPU, progress=False)
+    reference_model, reference_history = pretext_runs["first"]
+    assert history == reference_history
+    assert _states_equal(model, reference_model)
+
+
+def test_inference_reads_any_image_store_in_slices(images, tmp_path) -> None:
+    import numpy as np
+
+    np.save(tmp_path / "images.npy", images.numpy())
+    model = _cluster_model()
+    from_tensor = predict_probabilities(model, images, AUGMENT, 512, CPU)
+    from_memmap = predict_probabilities(model, np.load(tmp_path / "images.npy", mmap_mode="r"), AUGMENT, 7, CPU)
+    assert from_tensor.shape == (1, len(images), 3)
+    assert torch.allclose(from_tensor, from_memmap, atol=1e-6)
+
+
 # ---------------------------------------------------------------- scan
 
 
