@@ -2,8 +2,10 @@
 augmentation both use (PIL's enhancement rules, batched affine warps, a batched hue shift).
 
 Every random number is drawn on the CPU from the caller's generator, in the same order on
-any device, and only the drawn parameters move to the batch's device (``on``): a seeded run
-makes the same views on a CPU and on a GPU, and the images never leave the device.
+any device, and only the drawn parameters move to the batch's device (``moved``, ``on``): a
+seeded run makes the same views on a CPU and on a GPU, and the images never leave the
+device. Nothing here waits for the device (no blocking copies, no data-dependent shapes), so
+a prefetch thread can queue a batch's augmentation while the model's step still runs.
 """
 
 from __future__ import annotations
@@ -22,10 +24,18 @@ def chance(count: int, probability: float, generator: torch.Generator) -> Tensor
     return torch.rand(count, generator=generator) < probability
 
 
+def moved(drawn: Tensor, device: torch.device) -> Tensor:
+    """A CPU tensor on ``device``; to CUDA through pinned memory, so the copy is queued on the
+    stream instead of waiting for the work already queued there (a pageable copy does)."""
+    if device.type != "cuda":
+        return drawn.to(device)
+    return drawn.pin_memory().to(device, non_blocking=True)
+
+
 def on(images: Tensor, drawn: Tensor) -> Tensor:
     """``drawn`` (per-image parameters made on the CPU) on ``images``' device, shaped to
     broadcast over ``[B, C, H, W]``; its dtype is kept (masks stay boolean)."""
-    return drawn.to(images.device, non_blocking=True).view(-1, 1, 1, 1)
+    return moved(drawn, images.device).view(-1, 1, 1, 1)
 
 
 def where(apply: Tensor, changed: Tensor, images: Tensor) -> Tensor:
@@ -35,7 +45,7 @@ def where(apply: Tensor, changed: Tensor, images: Tensor) -> Tensor:
 
 def warp(images: Tensor, theta: Tensor) -> Tensor:
     """Apply per-image affine maps (output coords -> input coords, in [-1, 1] units)."""
-    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+    grid = F.affine_grid(moved(theta, images.device).to(images.dtype), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -70,7 +80,23 @@ def adjust_saturation(images: Tensor, factor: Tensor) -> Tensor:
 
 
 def adjust_sharpness(images: Tensor, factor: Tensor) -> Tensor:
-    return blend(images, TF.adjust_sharpness(images, 0.0), factor)
+    return blend(images, smoothed(images), factor)
+
+
+def smoothed(images: Tensor) -> Tensor:
+    """PIL's SMOOTH filter inside a one-pixel border that is kept: the degenerate image of
+    ``ImageEnhance.Sharpness``. The arithmetic of torchvision's ``adjust_sharpness(images, 0)``,
+    with its kernel moved without a blocking copy."""
+    channels, height, width = images.shape[-3:]
+    if height <= 2 or width <= 2:
+        return images
+    edge, centre = 1.0 / 13.0, 5.0 / 13.0
+    kernel = torch.tensor([[edge, edge, edge], [edge, centre, edge], [edge, edge, edge]])
+    kernel = moved(kernel, images.device).to(images.dtype).expand(channels, 1, 3, 3)
+    output = images.clone()
+    inner = output[..., 1:-1, 1:-1]
+    inner.add_(F.conv2d(output, kernel, groups=channels).sub_(inner), alpha=1.0)
+    return output.clamp_(0.0, 1.0)
 
 
 def adjust_hue(images: Tensor, shifts: Tensor) -> Tensor:
@@ -122,6 +148,6 @@ def _hsv_to_rgb(hue: Tensor, saturation: Tensor, value: Tensor) -> Tensor:
     t = s_times_f.add_(one_minus_s).mul_(value).clamp_(0.0, 1.0)
     p = one_minus_s.mul_(value).clamp_(0.0, 1.0)
     vpqt = torch.stack((value, p, q, t), dim=1)
-    table = torch.tensor(_HSV_SECTORS, dtype=torch.int64).to(hue.device, non_blocking=True)
+    table = moved(torch.tensor(_HSV_SECTORS, dtype=torch.int64), hue.device)
     select = table[:, sector].movedim(0, 1)  # [B, 3, H, W]: the vpqt entry each channel takes
     return vpqt.gather(1, select)

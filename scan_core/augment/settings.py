@@ -34,6 +34,8 @@ def to_float(images: Tensor) -> Tensor:
 
 
 def normalize(images: Tensor, settings: AugmentSettings) -> Tensor:
-    mean = torch.tensor(settings.mean, device=images.device).view(1, -1, 1, 1)
-    std = torch.tensor(settings.std, device=images.device).view(1, -1, 1, 1)
+    stats = torch.tensor([settings.mean, settings.std])
+    if images.is_cuda:  # pinned: the copy is queued, not waited for
+        stats = stats.pin_memory()
+    mean, std = stats.to(images.device, non_blocking=True).view(2, 1, -1, 1, 1)
     return (images - mean) / std

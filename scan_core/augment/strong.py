@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from scan_core.augment.ops import (adjust_brightness, adjust_contrast, adjust_saturation, adjust_sharpness, flip_signs, on,
-                                  warp)
+from scan_core.augment.ops import (adjust_brightness, adjust_contrast, adjust_saturation, adjust_sharpness, flip_signs,
+                                  moved, on, warp)
 from scan_core.augment.settings import AugmentSettings, normalize
 
 
@@ -34,6 +34,17 @@ def _affine_thetas(kinds: Tensor, magnitude: Tensor) -> Tensor:
         torch.where(kinds == 4, 2.0 * magnitude, zeros),
     ]
     return torch.stack(entries, dim=1).view(-1, 2, 3)
+
+
+def _autocontrast(images: Tensor) -> Tensor:
+    """Stretch each image channel to span [0, 1] (flat channels kept): torchvision's
+    ``autocontrast`` arithmetic, with ``where`` instead of a boolean index, which would wait
+    for the device."""
+    low = images.amin(dim=(-2, -1), keepdim=True)
+    high = images.amax(dim=(-2, -1), keepdim=True)
+    flat = high == low
+    spread = torch.where(flat, torch.ones_like(high), high - low)
+    return (images - torch.where(flat, torch.zeros_like(low), low)).div_(spread).clamp_(0.0, 1.0)
 
 
 def _to_uint8(images: Tensor) -> Tensor:
@@ -74,7 +85,7 @@ def apply_strong_op(name: str, images: Tensor, magnitude: Tensor) -> Tensor:
     if name == "identity":
         return images
     if name == "autocontrast":
-        return TF.autocontrast(images)
+        return _autocontrast(images)
     if name == "equalize":
         return TF.equalize(_to_uint8(images)).float() / 255.0
     if name in AFFINE_OPS:
@@ -133,7 +144,7 @@ def _apply_drawn_ops(views: Tensor, chosen: Tensor, magnitudes: Tensor) -> Tenso
     groups = _GROUP_OF[chosen]
     order = torch.argsort(groups, stable=True)
     counts = torch.bincount(groups, minlength=len(_GROUPS)).tolist()
-    grouped = views.index_select(0, order.to(views.device, non_blocking=True))
+    grouped = views.index_select(0, moved(order, views.device))
     slices = zip(_GROUPS, grouped.split(counts), magnitudes[order].split(counts), chosen[order].split(counts))
     pieces = []
     for group, images, magnitude, ops in slices:
@@ -143,7 +154,7 @@ def _apply_drawn_ops(views: Tensor, chosen: Tensor, magnitudes: Tensor) -> Tenso
             pieces.append(warp(images, _affine_thetas(_AFFINE_KIND[ops], magnitude)))
         else:
             pieces.append(apply_strong_op(group, images, magnitude))
-    restore = torch.argsort(order).to(views.device, non_blocking=True)
+    restore = moved(torch.argsort(order), views.device)
     return torch.cat(pieces).index_select(0, restore)
 
 

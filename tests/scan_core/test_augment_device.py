@@ -7,10 +7,10 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from scan_core.augment.ops import adjust_hue
+from scan_core.augment.ops import adjust_hue, adjust_sharpness
 from scan_core.augment.settings import AugmentSettings
 from scan_core.augment.simclr import simclr_view, weak_view
-from scan_core.augment.strong import STRONG_OPS, _apply_drawn_ops, apply_strong_op, cutout, strong_view
+from scan_core.augment.strong import STRONG_OPS, _apply_drawn_ops, _autocontrast, apply_strong_op, cutout, strong_view
 
 VIEWS = {"simclr": simclr_view, "weak": weak_view, "strong": strong_view}
 SETTINGS = AugmentSettings(mean=(0.5,) * 3, std=(0.25,) * 3, rotation=10.0, cutout_fraction=0.25)
@@ -48,6 +48,15 @@ def test_hue_turns_pure_colours_by_thirds_and_leaves_grey_images() -> None:
     torch.testing.assert_close(turned, torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), atol=1e-6, rtol=0)
     grey = _images(count=2, channels=1)
     assert adjust_hue(grey, torch.tensor([0.2, -0.2])) is grey
+
+
+def test_autocontrast_and_sharpness_are_torchvisions_without_waiting_for_the_device() -> None:
+    images = 0.2 + 0.5 * _images()
+    images[0, 1] = 0.4  # a flat channel is left as it is
+    torch.testing.assert_close(_autocontrast(images), TF.autocontrast(images), atol=0, rtol=0)
+    factors = torch.linspace(0.05, 0.95, 8)
+    expected = torch.stack([TF.adjust_sharpness(image, float(factor)) for image, factor in zip(images, factors)])
+    torch.testing.assert_close(adjust_sharpness(images, factors), expected, atol=1e-6, rtol=0)
 
 
 def test_grouped_strong_ops_equal_one_pass_per_op() -> None:
@@ -117,6 +126,20 @@ def test_cuda_views_match_cpu_views_from_the_same_seed(view: str) -> None:
         assert (difference > 1e-4).float().mean() < 1e-3 and difference.mean() < 1e-4
     else:
         torch.testing.assert_close(got.cpu(), expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.gpu
+def test_cuda_views_never_wait_for_the_device() -> None:
+    # A prefetch thread queues the next batch's views while the model's step runs: a blocking
+    # copy, .item() or a boolean index in the augmentation would make it wait for that step.
+    images = _images(count=32, size=32).cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for view in VIEWS.values():
+            view(images, SETTINGS, torch.Generator().manual_seed(0))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 @pytest.mark.gpu
