@@ -46,7 +46,8 @@ def describe(stage: str, processes: int, device: torch.device) -> str:
 def parallel(model: nn.Module, group: Group, device: torch.device) -> nn.Module:
     """What a training step calls: ``model`` itself in one process; in several, ``model`` with
     its BatchNorms over the global batch (changed in place, parameters and buffers kept) inside
-    DistributedDataParallel, which averages the gradients."""
+    DistributedDataParallel, which averages the gradients. Keep the wrapper referenced until
+    after ``backward``: a wrapper already collected averages nothing."""
     if group.world == 1:
         return model
     if device.type == "cuda":
