@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _PREFECT_HOME = tempfile.mkdtemp(prefix="scan-tests-prefect-")
@@ -44,6 +43,8 @@ def prefect_api() -> str:
 
 
 def set_params(project: Path, updates: dict[str, dict]) -> None:
+    import yaml  # here, so that `pytest -m gpu` runs where only torch's stack is installed
+
     path = project / "params.yaml"
     params = yaml.safe_load(path.read_text())
     for group, values in updates.items():
