@@ -16,9 +16,11 @@ Folders missing under ``--data`` are written first (``bench/make_rgb_folder.py``
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COPIED = ("scan_core", "tasks", "flows", "dvc.yaml", "params.yaml", "pyproject.toml")
 SETTINGS = {"data": {"name": "folder", "image_size": 64}, "pretext": {"backbone": "small_cnn", "epochs": 1}}
 GNU_TIME = "/usr/bin/time"
+CODE_NOTE = ".bench-code"  # in each copy: the code it was copied from
 
 
 def make_project(folder: Path, data_root: Path) -> Path:
@@ -47,6 +50,7 @@ def make_project(folder: Path, data_root: Path) -> Path:
         params[group].update(values)
     params["data"]["root"] = str(data_root)
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (folder / CODE_NOTE).write_text(code_state())
     return folder
 
 
@@ -63,18 +67,53 @@ def ensure_folder(data: Path, count: int) -> Path:
     return folder
 
 
-def measure(stage: str, project: Path, env: dict[str, str], log: Path) -> dict[str, float]:
-    """Run one stage under GNU time; its peak RSS (MB) and wall time (s)."""
+def measure(stage: str, project: Path, env: dict[str, str], log: Path, limit_s: float | None = None) -> dict:
+    """Run one stage under GNU time; its peak RSS (MB) and wall time (s), also written next to
+    its log (``.json``), so a later run with ``--reuse`` can complete the table. With
+    ``limit_s`` the stage is stopped (SIGTERM) after that long: its peak is then the peak of
+    the part that ran, marked partial."""
     with open(log, "w") as output:
         started = time.perf_counter()
-        result = subprocess.run([GNU_TIME, "-v", sys.executable, "-m", "flows", stage], cwd=project, env=env,
-                                stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([GNU_TIME, "-v", sys.executable, "-m", "flows", stage], cwd=project, env=env,
+                                   stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            process.wait(timeout=limit_s)
+            stopped = False
+        except subprocess.TimeoutExpired:
+            # The stage, not GNU time (which then reports what the stage used), then any stragglers.
+            for child in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split():
+                os.kill(int(child), signal.SIGTERM)
+            process.wait()
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            stopped = True
         wall = time.perf_counter() - started
     text = log.read_text()
-    if result.returncode != 0:
-        raise RuntimeError(f"{stage} failed in {project} (exit {result.returncode}); see {log}")
+    if process.returncode != 0 and not stopped:
+        raise RuntimeError(f"{stage} failed in {project} (exit {process.returncode}); see {log}")
     peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
-    return {"peak_mb": peak_kb / 1024, "wall_s": wall}
+    code = (project / CODE_NOTE).read_text() if (project / CODE_NOTE).exists() else "not recorded"
+    result = {"peak_mb": peak_kb / 1024, "wall_s": wall, "code": code, "partial": stopped,
+              "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    log.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def earlier_result(log: Path, project: Path) -> dict | None:
+    """A measurement an earlier run left: its ``.json``, else a finished GNU time log."""
+    if log.with_suffix(".json").exists():
+        return json.loads(log.with_suffix(".json").read_text())
+    text = log.read_text() if log.exists() else ""
+    if "Exit status: 0" not in text or "Command terminated by signal" in text:
+        return None
+    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
+    clock = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text).group(1)
+    wall = sum(float(part) * 60 ** power for power, part in enumerate(reversed(clock.split(":"))))
+    code = (project / CODE_NOTE).read_text() if (project / CODE_NOTE).exists() else "not recorded"
+    measured = datetime.fromtimestamp(log.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return {"peak_mb": peak_kb / 1024, "wall_s": wall, "code": code, "partial": False, "measured": measured}
 
 
 def code_state() -> str:
@@ -96,7 +135,8 @@ def table(results: dict[int, dict[str, dict[str, float]]], stages: list[str]) ->
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for stage in stages:
         row = [stage]
-        row += [f"{results[size][stage]['peak_mb']:.0f}" if stage in results[size] else "not run" for size in sizes]
+        row += [f"{results[size][stage]['peak_mb']:.0f}{' (partial)' if results[size][stage].get('partial') else ''}"
+                if stage in results[size] else "not run" for size in sizes]
         row += [f"{results[size][stage]['wall_s']:.0f}" if stage in results[size] else "-" for size in sizes]
         if len(sizes) == 2:
             both = all(stage in results[size] for size in sizes)
@@ -116,6 +156,14 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], metavar="SIZE:STAGE",
                         help="measurements to leave out, e.g. 100000:pretext (embed then reads a pretext model "
                              "trained on the smaller folder, copied in)")
+    parser.add_argument("--limit", nargs="*", default=[], metavar="SIZE:STAGE:SECONDS",
+                        help="stop a stage after so many seconds and report the peak of the part that ran "
+                             "(marked partial; later stages then take its outputs from --donor)")
+    parser.add_argument("--donor", type=Path, help="the project copy skipped stages take their outputs from "
+                        "(default: the smallest size's)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep existing project copies and their artifacts, and report earlier measurements "
+                             "of stages not run now (each row names when and on what code it was measured)")
     parser.add_argument("--out", type=Path, help="also write the report here")
     args = parser.parse_args()
     if not Path(GNU_TIME).exists():
@@ -131,36 +179,59 @@ def main() -> None:
                                "--port", str(port)], env=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    state = code_state()
     results: dict[int, dict[str, dict[str, float]]] = {}
     try:
         wait_until_healthy(api_url, server, 120)
         env = {**base, "PREFECT_API_URL": api_url}
         for size in args.sizes:
-            project = make_project(args.work / f"n{size}", ensure_folder(args.data, size))
+            project = args.work / f"n{size}"
+            if not (args.reuse and project.is_dir()):
+                make_project(project, ensure_folder(args.data, size))
             results[size] = {}
             for stage in args.stages:
                 if f"{size}:{stage}" in args.skip:
-                    _borrow_outputs(stage, args.work / f"n{min(args.sizes)}", project)
+                    _borrow_outputs(stage, args.donor or args.work / f"n{min(args.sizes)}", project)
                     print(f"{size:>7} {stage:<8} skipped", flush=True)
                     continue
-                results[size][stage] = measure(stage, project, env, args.work / f"n{size}-{stage}.log")
+                if args.reuse and (found := earlier_result(args.work / f"n{size}-{stage}.log", project)):
+                    results[size][stage] = found
+                    print(f"{size:>7} {stage:<8} measured earlier ({results[size][stage]['measured']})", flush=True)
+                    continue
+                limits = [float(item.rsplit(":", 1)[1]) for item in args.limit if item.startswith(f"{size}:{stage}:")]
+                _remove_outputs(stage, project)  # else a reused copy's stage is a cache hit
+                results[size][stage] = measure(stage, project, env, args.work / f"n{size}-{stage}.log",
+                                               limits[0] if limits else None)
+                if results[size][stage]["partial"]:
+                    _borrow_outputs(stage, args.donor or args.work / f"n{min(args.sizes)}", project)
                 print(f"{size:>7} {stage:<8} peak {results[size][stage]['peak_mb']:7.0f} MB  "
                       f"wall {results[size][stage]['wall_s']:6.0f} s", flush=True)
     finally:
         stop_group(server)
     report = "\n".join([
-        f"# Benchmark 3: peak RSS per stage (python bench/memory.py --sizes {' '.join(map(str, args.sizes))})",
-        f"# {started}, {os.cpu_count()} CPUs (shared with other jobs), {state}",
+        f"# Benchmark 3: peak RSS per stage (python bench/memory.py {' '.join(sys.argv[1:])})",
+        f"# run started {started}, {os.cpu_count()} CPUs (shared with other jobs); what each row ran on: below",
         "# folders of 64x64 RGB PNGs (bench/make_rgb_folder.py); /usr/bin/time -v of `python -m flows <stage>`;",
         "# pretext: 1 epoch, small_cnn; a shared Prefect server outside the measured process",
         "",
         table(results, args.stages),
+        "",
+        "(partial): the stage was stopped (--limit) after the wall time shown; its peak is that of the steps that ran.",
+        *sorted({f"- {size} {stage}: measured {result['measured']} on {result['code']}"
+                 for size, stages in results.items() for stage, result in stages.items()}),
     ])
     print(report)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report + "\n")
+
+
+def _remove_outputs(stage: str, project: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from tasks.stages import STAGES
+
+    for output in STAGES[stage].outputs:
+        target = project / output
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
 def _borrow_outputs(stage: str, donor: Path, project: Path) -> None:
