@@ -22,6 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from scan_core.augment.settings import AugmentSettings
+from scan_core.data.image_store import ImageRows
 from scan_core.data.readers.folder import BadImageError, decode_image
 from scan_core.model_files import load_clustering_model
 from scan_core.models import ClusteringModel
@@ -138,14 +139,15 @@ def load_image_file(path: Path | str, image_size: int, in_channels: int) -> np.n
 
 
 def predict_arrays(
-    trained: TrainedModel, images: np.ndarray | torch.Tensor, batch_size: int = 256,
+    trained: TrainedModel, images: np.ndarray | torch.Tensor | ImageRows, batch_size: int = 256,
     device: str | torch.device = "auto",
 ) -> np.ndarray:
-    """Cluster probabilities ``float32[N, num_clusters]`` for ``uint8[N, S, S, C]`` images."""
+    """Cluster probabilities ``float32[N, num_clusters]`` for ``uint8[N, S, S, C]`` images (an
+    ``ImageStore`` of a prepared ``images.npy`` is read batch by batch, never whole)."""
     device = resolve_device(device) if isinstance(device, str) else device
-    tensor = torch.as_tensor(np.asarray(images, dtype=np.uint8))
+    rows = images if isinstance(images, ImageRows) else torch.as_tensor(np.asarray(images, dtype=np.uint8))
     trained.model.to(device)
-    return predict_probabilities(trained.model, tensor, trained.augment, batch_size, device)[0].numpy()
+    return predict_probabilities(trained.model, rows, trained.augment, batch_size, device)[0].numpy()
 
 
 def predict_files(

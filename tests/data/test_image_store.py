@@ -85,3 +85,17 @@ def test_report_pictures_read_single_images_from_a_view(stored, tmp_path):
     plot_prototypes(view, [np.array([0, 3]), np.array([19])], tmp_path / "prototypes.png")
     assert (tmp_path / "prototypes.png").stat().st_size > 0
     assert thumbnail_uri(view[np.int64(4)], None, 16) == thumbnail_uri(array[14], None, 16)
+
+
+def test_predict_arrays_reads_a_store_batch_by_batch(tmp_path):
+    """A prepared images.npy opened as a store predicts as its pixels do in memory."""
+    from scan_core.inference import load_trained_model, predict_arrays
+    from tests.scan_core.test_inference import pixels, tiny_model
+
+    tiny_model(tmp_path / "model.pt", in_channels=3)
+    images = pixels(4, (37, 8, 8, 3))
+    np.save(tmp_path / "images.npy", images)
+    trained = load_trained_model(tmp_path / "model.pt")
+    store = ImageStore(tmp_path / "images.npy")
+    np.testing.assert_allclose(predict_arrays(trained, store, batch_size=10, device="cpu"),
+                               predict_arrays(trained, images, batch_size=10, device="cpu"), rtol=0, atol=1e-6)
