@@ -56,8 +56,11 @@ def test_sorted_runs_read_together(stored, monkeypatch):
     calls = []
     real = image_store.os.preadv
     monkeypatch.setattr(image_store.os, "preadv", lambda fd, buffers, offset: calls.append(offset) or real(fd, buffers, offset))
-    np.testing.assert_array_equal(store[np.array([12, 3, 4, 13, 5, 11])], array[[12, 3, 4, 13, 5, 11]])
-    assert len(calls) == 2  # rows 3-5 and 11-13
+    np.testing.assert_array_equal(store[np.array([20, 21, 22, 3, 4])], array[[20, 21, 22, 3, 4]])
+    assert calls == sorted(calls) and len(calls) == 2  # rows 3-4, then 20-22
+    calls.clear()
+    np.testing.assert_array_equal(store[5:25], array[5:25])
+    assert len(calls) == 1
 
 
 def test_store_pickles_without_its_descriptor(stored):
