@@ -1,13 +1,15 @@
 """embed: L2-normalised pretext features of every image: the projection head's output (the
 k-means baseline and prototypes) and the backbone's (what mining uses by default).
 
-A pretrained backbone (``pretext.method: pretrained``) has no projection head: both files
-then hold its backbone features, computed once.
+The backbone runs once; the projection head runs on its features. A pretrained backbone
+(``pretext.method: pretrained``) has no projection head: both files then hold its backbone
+features.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 
 from scan_core.augment.settings import AugmentSettings
@@ -28,14 +30,14 @@ def embed(params: dict, inputs: dict, out: StagedOutputs) -> None:
     model = load_contrastive_model(PRETEXT_MODEL_FILE)[0].to(device())
     batch_size = group(params, "embed")["batch_size"]
     numbers: dict = {"images": len(prepared.images)}
-    # The projection's output, else the backbone's features again, computed once.
-    networks = {EMBEDDINGS_FILE: model if model.has_projection else model.backbone,
-                BACKBONE_FEATURES_FILE: model.backbone}
-    last, features = None, None
-    for path, network in networks.items():
-        if network is not last:
-            computed = compute_features(network, prepared.images, normalisation, batch_size, device())
-            last, features = network, F.normalize(computed, dim=1).numpy().astype(np.float32)
-        np.save(out(path), features)
+    # One pass through the backbone; the projection head (identity for a pretrained
+    # backbone) then runs on its features, which costs next to nothing.
+    backbone_features = compute_features(model.backbone, prepared.images, normalisation, batch_size, device())
+    with torch.no_grad():
+        model.head.eval()
+        projections = torch.cat([model.head(chunk.to(device())).float().cpu()
+                                 for chunk in backbone_features.split(batch_size)])
+    for path, features in ((EMBEDDINGS_FILE, projections), (BACKBONE_FEATURES_FILE, backbone_features)):
+        np.save(out(path), F.normalize(features, dim=1).numpy().astype(np.float32))
         numbers[f"{path.stem} dims"] = int(features.shape[1])
     publish_key_numbers("embed", numbers)
