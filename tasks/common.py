@@ -169,14 +169,14 @@ def source_inputs(stage: str, params: dict[str, Any]) -> dict[str, Digests]:
     if stage == "pretext":
         weights = params.get("pretext.weights")
         if params.get("pretext.method") == "pretrained" and weights and Path(weights).is_file():
-            found["pretext.weights"] = {weights: file_digest(Path(weights))}
+            found["pretext.weights"] = digest_paths([weights])
         return found
     if stage != "prepare":
         return found
     if Path(params["data.root"]).exists():
         found["data.root"] = path_fingerprint(Path(params["data.root"]))
     if (subset := params.get("data.subset_file")) and Path(subset).is_file():
-        found["data.subset_file"] = {subset: file_digest(Path(subset))}
+        found["data.subset_file"] = digest_paths([subset])
     return found
 
 
