@@ -1,4 +1,4 @@
-"""Which torch device to compute on."""
+"""Which torch device to compute on, and getting tensors there without waiting."""
 
 from __future__ import annotations
 
@@ -10,3 +10,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``; to CUDA through pinned memory, so the copy is queued on the
+    stream and overlaps the work already there instead of waiting for it (a pageable copy does)."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)

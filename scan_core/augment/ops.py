@@ -2,7 +2,7 @@
 augmentation both use (PIL's enhancement rules, batched affine warps, a batched hue shift).
 
 Every random number is drawn on the CPU from the caller's generator, in the same order on
-any device, and only the drawn parameters move to the batch's device (``moved``, ``on``): a
+any device, and only the drawn parameters move to the batch's device (``to_device``, ``on``): a
 seeded run makes the same views on a CPU and on a GPU, and the images never leave the
 device. Nothing here waits for the device (no blocking copies, no data-dependent shapes), so
 a prefetch thread can queue a batch's augmentation while the model's step still runs.
@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
+from scan_core.devices import to_device
+
 
 def uniform(count: int, low: float, high: float, generator: torch.Generator) -> Tensor:
     return low + (high - low) * torch.rand(count, generator=generator)
@@ -24,18 +26,10 @@ def chance(count: int, probability: float, generator: torch.Generator) -> Tensor
     return torch.rand(count, generator=generator) < probability
 
 
-def moved(drawn: Tensor, device: torch.device) -> Tensor:
-    """A CPU tensor on ``device``; to CUDA through pinned memory, so the copy is queued on the
-    stream instead of waiting for the work already queued there (a pageable copy does)."""
-    if device.type != "cuda":
-        return drawn.to(device)
-    return drawn.pin_memory().to(device, non_blocking=True)
-
-
 def on(images: Tensor, drawn: Tensor) -> Tensor:
     """``drawn`` (per-image parameters made on the CPU) on ``images``' device, shaped to
     broadcast over ``[B, C, H, W]``; its dtype is kept (masks stay boolean)."""
-    return moved(drawn, images.device).view(-1, 1, 1, 1)
+    return to_device(drawn, images.device).view(-1, 1, 1, 1)
 
 
 def where(apply: Tensor, changed: Tensor, images: Tensor) -> Tensor:
@@ -45,7 +39,7 @@ def where(apply: Tensor, changed: Tensor, images: Tensor) -> Tensor:
 
 def warp(images: Tensor, theta: Tensor) -> Tensor:
     """Apply per-image affine maps (output coords -> input coords, in [-1, 1] units)."""
-    grid = F.affine_grid(moved(theta, images.device).to(images.dtype), list(images.shape), align_corners=False)
+    grid = F.affine_grid(to_device(theta, images.device).to(images.dtype), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -92,7 +86,7 @@ def smoothed(images: Tensor) -> Tensor:
         return images
     edge, centre = 1.0 / 13.0, 5.0 / 13.0
     kernel = torch.tensor([[edge, edge, edge], [edge, centre, edge], [edge, edge, edge]])
-    kernel = moved(kernel, images.device).to(images.dtype).expand(channels, 1, 3, 3)
+    kernel = to_device(kernel, images.device).to(images.dtype).expand(channels, 1, 3, 3)
     output = images.clone()
     inner = output[..., 1:-1, 1:-1]
     inner.add_(F.conv2d(output, kernel, groups=channels).sub_(inner), alpha=1.0)
@@ -148,6 +142,6 @@ def _hsv_to_rgb(hue: Tensor, saturation: Tensor, value: Tensor) -> Tensor:
     t = s_times_f.add_(one_minus_s).mul_(value).clamp_(0.0, 1.0)
     p = one_minus_s.mul_(value).clamp_(0.0, 1.0)
     vpqt = torch.stack((value, p, q, t), dim=1)
-    table = moved(torch.tensor(_HSV_SECTORS, dtype=torch.int64), hue.device)
+    table = to_device(torch.tensor(_HSV_SECTORS, dtype=torch.int64), hue.device)
     select = table[:, sector].movedim(0, 1)  # [B, 3, H, W]: the vpqt entry each channel takes
     return vpqt.gather(1, select)

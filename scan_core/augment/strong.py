@@ -8,9 +8,10 @@ import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from scan_core.augment.ops import (adjust_brightness, adjust_contrast, adjust_saturation, adjust_sharpness, flip_signs,
-                                  moved, on, warp)
+from scan_core.augment.ops import (adjust_brightness, adjust_contrast, adjust_saturation, adjust_sharpness, flip_signs, on,
+                                  warp)
 from scan_core.augment.settings import AugmentSettings, normalize
+from scan_core.devices import to_device
 
 
 # The pool's geometric operations: one warp serves any mix of them (``_affine_thetas``).
@@ -144,7 +145,7 @@ def _apply_drawn_ops(views: Tensor, chosen: Tensor, magnitudes: Tensor) -> Tenso
     groups = _GROUP_OF[chosen]
     order = torch.argsort(groups, stable=True)
     counts = torch.bincount(groups, minlength=len(_GROUPS)).tolist()
-    grouped = views.index_select(0, moved(order, views.device))
+    grouped = views.index_select(0, to_device(order, views.device))
     slices = zip(_GROUPS, grouped.split(counts), magnitudes[order].split(counts), chosen[order].split(counts))
     pieces = []
     for group, images, magnitude, ops in slices:
@@ -154,7 +155,7 @@ def _apply_drawn_ops(views: Tensor, chosen: Tensor, magnitudes: Tensor) -> Tenso
             pieces.append(warp(images, _affine_thetas(_AFFINE_KIND[ops], magnitude)))
         else:
             pieces.append(apply_strong_op(group, images, magnitude))
-    restore = moved(torch.argsort(order), views.device)
+    restore = to_device(torch.argsort(order), views.device)
     return torch.cat(pieces).index_select(0, restore)
 
 

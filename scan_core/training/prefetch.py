@@ -1,6 +1,6 @@
-"""Getting batches to the model without making it wait: rows read from any image store,
-moved to the device through pinned memory, and prepared one or two batches ahead in a
-background thread.
+"""Getting batches to the model without making it wait: rows read from any image store and
+prepared one or two batches ahead in a background thread (moved to the device through pinned
+memory by ``scan_core.devices.to_device``).
 
 Every random draw of a batch happens inside ``produce``, which runs on one thread in batch
 order, so a run prefetched to any depth draws exactly what an unprefetched run draws.
@@ -32,13 +32,6 @@ def read_rows(images: object, rows: np.ndarray | Tensor) -> Tensor:
         return images[torch.as_tensor(rows, dtype=torch.long)]
     index = rows.numpy() if isinstance(rows, Tensor) else np.asarray(rows)
     return torch.from_numpy(np.ascontiguousarray(images[index]))
-
-
-def to_device(batch: Tensor, device: torch.device) -> Tensor:
-    """Copy to ``device``; on CUDA through pinned memory so the copy overlaps compute."""
-    if device.type != "cuda":
-        return batch.to(device)
-    return batch.pin_memory().to(device, non_blocking=True)
 
 
 def prefetched(batches: Iterable[Batch], produce: Callable[[Batch], Prepared], depth: int = 2) -> Iterator[Prepared]:

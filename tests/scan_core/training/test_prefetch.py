@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from scan_core.training.prefetch import prefetched, read_rows, to_device
+from scan_core.devices import to_device
+from scan_core.training.prefetch import prefetched, read_rows
 
 
 @pytest.mark.parametrize("depth", [0, 1, 3])
