@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
 import yaml
 
 from scan_core.config import known_keys
@@ -61,12 +63,15 @@ class _IndentedLists(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
-def stage_entry(spec: StageSpec) -> dict:
+def stage_entry(spec: StageSpec, code_root: Path | None = None) -> dict:
+    """One stage of dvc.yaml. ``code_root`` set: its code deps are absolute paths under it (a
+    project made by ``scan cluster`` depends on the installed package's files)."""
     upstream = [path for name in spec.inputs for path in STAGES[name].folders]
+    code = [(code_root / file).as_posix() for file in spec.code] if code_root else list(spec.code)
     entry: dict = {
         "cmd": f"python -m flows {spec.name}",
         "params": group_keys(known_keys(), spec.params),
-        "deps": [*spec.code, *SOURCE_DEPS.get(spec.name, []), *upstream],
+        "deps": [*code, *SOURCE_DEPS.get(spec.name, []), *upstream],
     }
     if spec.folders:
         entry["outs"] = list(spec.folders)
@@ -75,10 +80,10 @@ def stage_entry(spec: StageSpec) -> dict:
     return entry
 
 
-def render() -> str:
-    document = {"stages": {name: stage_entry(spec) for name, spec in STAGES.items()}, "plots": PLOTS,
+def render(code_root: Path | None = None, header: str = HEADER) -> str:
+    document = {"stages": {name: stage_entry(spec, code_root) for name, spec in STAGES.items()}, "plots": PLOTS,
                 "artifacts": ARTIFACTS}
-    return HEADER + yaml.dump(document, Dumper=_IndentedLists, sort_keys=False, default_flow_style=False, width=120)
+    return header + yaml.dump(document, Dumper=_IndentedLists, sort_keys=False, default_flow_style=False, width=120)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,3 +112,48 @@ def run_stage_in_experiment(parent_flow_run_id: str, stage: str, params_file: st
         client.set_task_run_state(tracker.id, Completed() if state.is_completed() else Failed(message=state.message),
                                   force=True)
     return state.result()
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["scan.entropy_weight=2"]`` to ``{"scan.entropy_weight": 2}``: each value is read as
+    YAML, as ``dvc exp run -S`` reads it; a pair without ``=`` or with an unknown key stops here."""
+    import yaml
+
+    keys = known_keys()
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise ParamsError(f"-S {pair!r} is not key=value (for example -S scan.entropy_weight=2)")
+        if key not in keys:
+            raise ParamsError(f"unknown params key {key!r} in -S {pair}; known keys: {', '.join(keys)}")
+        overrides[key] = yaml.safe_load(value) if value else ""
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flows.experiment [-S key=value]... [-n NAME] [--push REMOTE]``: one
+    ``scan-experiment`` flow run here (what the deployment runs on a worker)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m flows.experiment", description=main.__doc__)
+    parser.add_argument("-S", "--set", dest="pairs", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params override, as in dvc exp run -S (repeatable)")
+    parser.add_argument("-n", "--name", default=None, help="the experiment's name (DVC picks one otherwise)")
+    parser.add_argument("--push", default=None, help="a git remote to push the experiment to")
+    args = parser.parse_args(argv)
+    try:
+        overrides = parse_overrides(args.pairs)
+        scan_experiment(overrides=overrides, name=args.name, push=args.push)
+    except ParamsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
