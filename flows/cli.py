@@ -29,6 +29,7 @@ PREDICTIONS = Path("artifacts/selflabel/predictions.parquet")
 METRICS = Path("metrics/evaluate.json")
 REPORT = Path("reports/index.html")
 CLUSTERS = Path("clusters")
+FIXED_KEYS = frozenset({"data.name", "data.root"})
 MODELS = (("kmeans", "k-means on the embeddings"), ("scan", "SCAN"), ("selflabel", "self-labeling"))
 
 
@@ -87,8 +88,9 @@ def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
         options["pretext.method"] = "pretrained"
         options["pretext.weights"] = f"{WEIGHTS_DIR}/{args.weights.name}"
     options.update(parse_overrides(args.pairs))
-    if any(key.startswith("data.") for key in options):
-        raise UsageError("data.* keys are set by scan cluster from IMAGES; make another project for other images")
+    if fixed := sorted(FIXED_KEYS & set(options)):
+        raise UsageError(f"{', '.join(fixed)} are set by scan cluster from IMAGES; make another project "
+                         "(--project) for other images")
     return options
 
 
