@@ -19,6 +19,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +44,28 @@ def dvc_command(overrides: dict[str, Any], name: str | None) -> list[str]:
     return command + (["-n", name] if name else [])
 
 
+PROGRESS_EVERY_S = 30.0
+
+
 def _stream(command: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
-    """Run ``command``, passing each output line to the run's log as it comes."""
+    """Run ``command``, passing each output line to the run's log as it comes. A training
+    stage's progress bar redraws many times a second: one state of it every
+    ``PROGRESS_EVERY_S`` reaches this log (the stage's own run shows it whole)."""
     logger = get_run_logger()
     lines: list[str] = []
+    last_bar = 0.0
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as process:
         assert process.stdout is not None
         for line in process.stdout:
             for part in line.rstrip("\n").split("\r"):  # progress bars redraw with \r
-                if part.strip():
-                    lines.append(part)
-                    if not part.lstrip().startswith(("pretext:", "scan:", "selflabel:")):  # bars: see the stage runs
-                        logger.info(part)
+                if not part.strip():
+                    continue
+                lines.append(part)
+                if not part.lstrip().startswith(("pretext:", "scan:", "selflabel:")):
+                    logger.info(part)
+                elif time.monotonic() - last_bar >= PROGRESS_EVERY_S:
+                    last_bar = time.monotonic()
+                    logger.info(part.strip())
     return process.returncode, lines
 
 
