@@ -2,6 +2,13 @@
 
 A mistyped key, a wrong type or an out-of-range value is reported as one line naming the
 key, the value and what is valid, before any stage does work.
+
+Every key's default is the value params.yaml holds (tests check it), taken from
+``scan_core.defaults.PARAM_DEFAULTS``, the table the library's settings dataclasses read
+too; so deleting a line of params.yaml changes nothing. ``auto`` keys follow the images: the
+recipe ``prepare`` chooses (``scan_core.recipes``) and the number of images
+(``scan_core.defaults``). ``default_params_yaml`` writes a complete params.yaml for a new
+project.
 """
 
 from __future__ import annotations
@@ -13,15 +20,26 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from scan_core.defaults import PARAM_DEFAULTS
 from scan_core.names import BACKBONES, DATASET_NAMES, PRETEXT_METHODS, WEIGHTS_DIR, is_weights_file
+from scan_core.recipes import AUTO, RECIPE_NAMES
 
 
 Auto = Literal["auto"]
+# Defaults: the one table every default comes from (``scan_core.defaults.PARAM_DEFAULTS``),
+# which params.yaml spells out; tests check that the two agree.
+DEFAULTS = PARAM_DEFAULTS
+
+
+def auto_or(kind: type, **limits: Any) -> Any:
+    """A type for keys that take ``auto`` or a value of ``kind`` within ``limits`` (pydantic's
+    ``ge``, ``le``, ...): ``auto`` follows the images (``scan_core.defaults``, ``scan_core.recipes``)."""
+    return Union[Auto, Annotated[kind, Field(**limits)]]
 
 
 def auto_or_int(lowest: int, highest: int | None = None) -> Any:
     """A type for keys that take a whole number or ``auto`` (see ``scan_core.defaults``)."""
-    return Union[Auto, Annotated[int, Field(ge=lowest, le=highest)]]
+    return auto_or(int, ge=lowest, le=highest)
 
 
 class ParamsError(ValueError):
@@ -33,36 +51,39 @@ class Group(BaseModel):
 
 
 class DataParams(Group):
-    name: Literal[DATASET_NAMES] = "digits"  # type: ignore[valid-type]
-    root: str = "data"
-    image_size: auto_or_int(4, 1024) = "auto"  # type: ignore[valid-type]
-    train_split: str = "auto"
-    eval_split: str = "auto"
-    subset_file: str | None = None
-    on_bad_image: Literal["fail", "skip"] = "fail"
-    download: bool = False
+    name: Literal[DATASET_NAMES] = DEFAULTS["data"]["name"]  # type: ignore[valid-type]
+    root: str = DEFAULTS["data"]["root"]
+    # auto: the rule of scan_core.recipes (channels and native side); or force a recipe.
+    recipe: Literal[(AUTO, *RECIPE_NAMES)] = DEFAULTS["data"]["recipe"]  # type: ignore[valid-type]
+    image_size: auto_or_int(4, 1024) = DEFAULTS["data"]["image_size"]  # type: ignore[valid-type]
+    train_split: str = DEFAULTS["data"]["train_split"]
+    eval_split: str = DEFAULTS["data"]["eval_split"]
+    subset_file: str | None = DEFAULTS["data"]["subset_file"]
+    on_bad_image: Literal["fail", "skip"] = DEFAULTS["data"]["on_bad_image"]
+    download: bool = DEFAULTS["data"]["download"]
 
 
 class AugmentParams(Group):
-    hflip: bool = True
-    crop_min_scale: float = Field(0.2, gt=0, le=1)
-    jitter_strength: float = Field(0.4, ge=0, le=1)
-    rotation: float = Field(0.0, ge=0, le=180)
-    strong_ops: int = Field(4, ge=0, le=14)
-    cutout_fraction: float = Field(0.5, ge=0, le=1)
+    # auto: the recipe's value (scan_core.recipes), from the recipe prepare recorded.
+    hflip: auto_or(bool) = DEFAULTS["augment"]["hflip"]  # type: ignore[valid-type]
+    crop_min_scale: auto_or(float, gt=0, le=1) = DEFAULTS["augment"]["crop_min_scale"]  # type: ignore[valid-type]
+    jitter_strength: auto_or(float, ge=0, le=1) = DEFAULTS["augment"]["jitter_strength"]  # type: ignore[valid-type]
+    rotation: auto_or(float, ge=0, le=180) = DEFAULTS["augment"]["rotation"]  # type: ignore[valid-type]
+    strong_ops: int = Field(DEFAULTS["augment"]["strong_ops"], ge=0, le=14)
+    cutout_fraction: float = Field(DEFAULTS["augment"]["cutout_fraction"], ge=0, le=1)
 
 
 class PretextParams(Group):
-    method: Literal[PRETEXT_METHODS] = "simclr"  # type: ignore[valid-type]
-    weights: str | None = None
-    backbone: Literal[BACKBONES] = "resnet18_cifar"  # type: ignore[valid-type]
-    epochs: auto_or_int(1) = "auto"  # type: ignore[valid-type]
-    batch_size: auto_or_int(2) = "auto"  # type: ignore[valid-type]
-    lr: float = Field(0.4, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    temperature: float = Field(0.1, gt=0)
-    projection_dim: int = Field(128, ge=2)
-    seed: int = Field(0, ge=0)
+    method: Literal[PRETEXT_METHODS] = DEFAULTS["pretext"]["method"]  # type: ignore[valid-type]
+    weights: str | None = DEFAULTS["pretext"]["weights"]
+    backbone: Literal[(AUTO, *BACKBONES)] = DEFAULTS["pretext"]["backbone"]  # type: ignore[valid-type]
+    epochs: auto_or_int(1) = DEFAULTS["pretext"]["epochs"]  # type: ignore[valid-type]
+    batch_size: auto_or_int(2) = DEFAULTS["pretext"]["batch_size"]  # type: ignore[valid-type]
+    lr: float = Field(DEFAULTS["pretext"]["lr"], gt=0)
+    weight_decay: float = Field(DEFAULTS["pretext"]["weight_decay"], ge=0)
+    temperature: float = Field(DEFAULTS["pretext"]["temperature"], gt=0)
+    projection_dim: int = Field(DEFAULTS["pretext"]["projection_dim"], ge=2)
+    seed: int = Field(DEFAULTS["pretext"]["seed"], ge=0)
 
     @field_validator("weights")
     @classmethod
@@ -77,47 +98,49 @@ class PretextParams(Group):
 
 
 class EmbedParams(Group):
-    batch_size: int = Field(512, ge=1)
+    batch_size: int = Field(DEFAULTS["embed"]["batch_size"], ge=1)
 
 
 class MineParams(Group):
-    topk: int = Field(20, ge=1)
-    space: Literal["backbone", "projection"] = "backbone"
-    approximate_above: int = Field(200_000, ge=0)  # anchors; exact search at or below, IVF-Flat above
-    nprobe: int = Field(64, ge=1)  # IVF lists searched per query (more: higher recall, slower)
-    recall_sample: int = Field(1000, ge=1)  # anchors the IVF recall@k is measured on against exact search
+    topk: int = Field(DEFAULTS["mine"]["topk"], ge=1)
+    space: Literal["backbone", "projection"] = DEFAULTS["mine"]["space"]
+    # anchors: exact search at or below, IVF-Flat above
+    approximate_above: int = Field(DEFAULTS["mine"]["approximate_above"], ge=0)
+    nprobe: int = Field(DEFAULTS["mine"]["nprobe"], ge=1)  # IVF lists searched per query (more: higher recall, slower)
+    # anchors the IVF recall@k is measured on against exact search
+    recall_sample: int = Field(DEFAULTS["mine"]["recall_sample"], ge=1)
 
 
 class ScanParams(Group):
-    num_neighbors: int = Field(20, ge=0)
-    entropy_weight: float = Field(5.0, ge=0)
-    num_clusters: auto_or_int(2) = 10  # type: ignore[valid-type]
-    num_heads: int = Field(1, ge=1)
-    epochs: auto_or_int(1) = "auto"  # type: ignore[valid-type]
-    batch_size: auto_or_int(2) = "auto"  # type: ignore[valid-type]
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    update_backbone: bool = True
-    init: Literal["kmeans", "random"] = "kmeans"
-    augmentation: Literal["strong", "simclr"] = "strong"
-    seed: int = Field(0, ge=0)
+    num_neighbors: int = Field(DEFAULTS["scan"]["num_neighbors"], ge=0)
+    entropy_weight: float = Field(DEFAULTS["scan"]["entropy_weight"], ge=0)
+    num_clusters: auto_or_int(2) = DEFAULTS["scan"]["num_clusters"]  # type: ignore[valid-type]
+    num_heads: int = Field(DEFAULTS["scan"]["num_heads"], ge=1)
+    epochs: auto_or_int(1) = DEFAULTS["scan"]["epochs"]  # type: ignore[valid-type]
+    batch_size: auto_or_int(2) = DEFAULTS["scan"]["batch_size"]  # type: ignore[valid-type]
+    lr: float = Field(DEFAULTS["scan"]["lr"], gt=0)
+    weight_decay: float = Field(DEFAULTS["scan"]["weight_decay"], ge=0)
+    update_backbone: bool = DEFAULTS["scan"]["update_backbone"]
+    augmentation: Literal["strong", "simclr"] = DEFAULTS["scan"]["augmentation"]
+    init: Literal["kmeans", "random"] = DEFAULTS["scan"]["init"]
+    seed: int = Field(DEFAULTS["scan"]["seed"], ge=0)
 
 
 class SelflabelParams(Group):
-    threshold: float = Field(0.99, gt=0, lt=1)
-    class_balance: bool = True
-    epochs: auto_or_int(0) = "auto"  # type: ignore[valid-type]
-    batch_size: auto_or_int(1) = "auto"  # type: ignore[valid-type]
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    ema: float = Field(0.0, ge=0, lt=1)
-    patience: int = Field(10, ge=1)
-    seed: int = Field(0, ge=0)
+    threshold: float = Field(DEFAULTS["selflabel"]["threshold"], gt=0, lt=1)
+    class_balance: bool = DEFAULTS["selflabel"]["class_balance"]
+    epochs: auto_or_int(0) = DEFAULTS["selflabel"]["epochs"]  # type: ignore[valid-type]
+    batch_size: auto_or_int(1) = DEFAULTS["selflabel"]["batch_size"]  # type: ignore[valid-type]
+    lr: float = Field(DEFAULTS["selflabel"]["lr"], gt=0)
+    weight_decay: float = Field(DEFAULTS["selflabel"]["weight_decay"], ge=0)
+    ema: float = Field(DEFAULTS["selflabel"]["ema"], ge=0, lt=1)
+    patience: int = Field(DEFAULTS["selflabel"]["patience"], ge=1)
+    seed: int = Field(DEFAULTS["selflabel"]["seed"], ge=0)
 
 
 class EvaluateParams(Group):
-    kmeans_seed: int = Field(0, ge=0)
-    prototypes: int = Field(8, ge=0)
+    kmeans_seed: int = Field(DEFAULTS["evaluate"]["kmeans_seed"], ge=0)
+    prototypes: int = Field(DEFAULTS["evaluate"]["prototypes"], ge=0)
 
 
 class Params(Group):
@@ -129,6 +152,14 @@ class Params(Group):
     scan: ScanParams = ScanParams()
     selflabel: SelflabelParams = SelflabelParams()
     evaluate: EvaluateParams = EvaluateParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_group_is_its_defaults(cls, raw: Any) -> Any:
+        """A group header with no keys left under it (YAML null) takes every default."""
+        if isinstance(raw, dict):
+            return {name: {} if value is None and name in cls.model_fields else value for name, value in raw.items()}
+        return raw
 
     @model_validator(mode="after")
     def _neighbors_were_mined(self) -> "Params":
@@ -158,28 +189,42 @@ def known_keys(model: type[BaseModel] = Params, prefix: str = "") -> list[str]:
     return keys
 
 
-UNION_TAGS = ("literal[", "constrained-int", "int")
+# pydantic tags an auto-or-value key's errors with the branch that failed; what each asks for.
+UNION_BRANCHES = {"constrained-int": "'auto' or a whole number", "int": "'auto' or a whole number",
+                  "constrained-float": "'auto' or a number", "float": "'auto' or a number",
+                  "bool": "'auto', true or false"}
+
+
+def _is_branch(part: object) -> bool:
+    return str(part).startswith("literal[") or str(part) in UNION_BRANCHES
 
 
 def _key(error: dict[str, Any]) -> str:
     """The params key of an error, without pydantic's union-branch tags."""
-    return ".".join(str(part) for part in error["loc"] if not str(part).startswith(UNION_TAGS))
+    return ".".join(str(part) for part in error["loc"] if not _is_branch(part))
+
+
+def _unknown_key(key: str) -> str:
+    """``unknown key <key>`` with the closest known key, or the valid ones."""
+    group, _, name = key.rpartition(".")
+    # A mistyped group is compared with group names, a mistyped key with its group's keys.
+    candidates = [known.rpartition(".")[2] for known in known_keys() if known.rpartition(".")[0] == group] \
+        if group else list(Params.model_fields)
+    guesses = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    prefix = f"{group}." if group else ""
+    hint = f"did you mean {prefix}{guesses[0]}?" if guesses else \
+        "valid: " + ", ".join(prefix + candidate for candidate in candidates)
+    return f"unknown key {key}; {hint}"
 
 
 def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
     key = _key(error)
-    if any(str(part).startswith(UNION_TAGS) for part in error["loc"]):
-        return f"{key} = {error.get('input')!r} is invalid: use 'auto' or a whole number ({error['msg'].lower()})"
+    branch = next((str(part) for part in error["loc"] if str(part) in UNION_BRANCHES), None)
+    if branch is not None:
+        return (f"{key} = {error.get('input')!r} is invalid: use {UNION_BRANCHES[branch]} "
+                f"({error['msg'].lower()})")
     if error["type"] == "extra_forbidden":
-        group, _, name = key.rpartition(".")
-        # A mistyped group is compared with group names, a mistyped key with its group's keys.
-        candidates = [known.rpartition(".")[2] for known in known_keys() if known.rpartition(".")[0] == group] \
-            if group else list(Params.model_fields)
-        guesses = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-        prefix = f"{group}." if group else ""
-        hint = f"did you mean {prefix}{guesses[0]}?" if guesses else \
-            "valid: " + ", ".join(prefix + candidate for candidate in candidates)
-        return f"unknown key {key}; {hint}"
+        return _unknown_key(key)
     if not error["loc"]:
         return str(error["msg"]).removeprefix("Value error, ")
     return f"{key} = {error.get('input')!r} is invalid: {error['msg'].removeprefix('Value error, ')}"
@@ -218,3 +263,27 @@ def check_against_data(params: Params, num_train_images: int) -> None:
                         f"{num_train_images} training images")
     if problems:
         raise ParamsError("params.yaml: " + "; ".join(problems))
+
+
+PARAMS_YAML_HEADER = ("# SCAN pipeline parameters, grouped by stage: every key at its default (scan_core/config.py)\n"
+                      "# unless set when this file was written. auto follows the images (scan_core/recipes.py,\n"
+                      "# scan_core/defaults.py); the values in force are logged by each stage.\n")
+
+
+def default_params_yaml(overrides: dict[str, object] | None = None) -> str:
+    """A complete ``params.yaml``: every group and key of the schema at its default, with the
+    flat ``{"group.key": value}`` ``overrides`` applied and validated (an unknown key or a bad
+    value raises ``ParamsError`` naming it). Same input, same text; ``load_params`` of it gives
+    ``Params`` with those overrides."""
+    known = set(known_keys())
+    unknown = [key for key in overrides or {} if key not in known]
+    if unknown:
+        raise ParamsError("the overrides given: " + "; ".join(_unknown_key(key) for key in unknown))
+    nested = Params().model_dump()
+    for key, value in (overrides or {}).items():
+        group, name = key.split(".")
+        nested[group][name] = value
+    params = validate_params(nested, "the overrides given")
+    body = yaml.safe_dump(params.model_dump(), sort_keys=False, default_flow_style=False, allow_unicode=True,
+                          width=4096)
+    return PARAMS_YAML_HEADER + body

@@ -1,9 +1,19 @@
-"""What ``auto`` in params.yaml becomes: settings that follow the images.
+"""Default values: what every params.yaml key is when left out, and what ``auto`` becomes.
 
-A user who names only their folder should get a sensible run, so the working resolution,
-the epochs and the batch sizes are derived from the data: its image side and its number of
-images. Each rule is a plain function of those two numbers, so the same data gives the same
-settings on every machine (and the same cache keys); each is overridable in params.yaml.
+``PARAM_DEFAULTS`` is the one source of the keys' defaults: the params schema
+(``scan_core.config``) takes its defaults from it, ``params.yaml`` spells the same values
+out (tests check that they agree), and the library's settings dataclasses (``PretextSettings``,
+``ScanSettings``, ``SelflabelSettings``, ``AugmentSettings``) take theirs from it too. It is
+plain Python so that the training stack imports without the schema's pydantic (a bare GPU
+machine has only torch's stack).
+
+A user who names only their folder should get a sensible run, so the keys left ``auto`` are
+derived from the data: its channels, native image side and number of images. The recipe
+(``scan_core.recipes``, chosen by ``prepare`` and recorded in ``dataset.json``) sets the
+augmentations, the working resolution, the backbone and the epoch budgets; batch sizes and
+cluster counts follow the number of images. Each rule is a plain function of those numbers,
+so the same data gives the same settings on every machine (and the same cache keys); each
+is overridable in params.yaml.
 """
 
 from __future__ import annotations
@@ -11,18 +21,28 @@ from __future__ import annotations
 import math
 from typing import Any
 
-AUTO = "auto"
-MAX_AUTO_IMAGE_SIZE = 64
+from scan_core.recipes import AUTO, DEFAULT_RECIPE, RECIPES, RecipeChoice
 
-# Per training stage: images to see in all (epochs x number of images) and the epoch range.
-# The budgets are the digits recipe (1,797 images: 100 pretext, 40 scan and 20 self-labeling
-# epochs), which holds the number of optimiser steps about constant as data sets grow; the
-# epoch floors keep large data sets from being trained for a token pass.
-EPOCH_BUDGETS: dict[str, tuple[int, int, int]] = {
-    "pretext": (180_000, 20, 500),
-    "scan": (72_000, 10, 100),
-    "selflabel": (36_000, 5, 200),
+# The default of every params.yaml key, group by group in params.yaml's order. The values are
+# those every measured result used; ``auto`` keys follow the images (see above).
+PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {"name": "digits", "root": "data", "recipe": AUTO, "image_size": AUTO, "train_split": AUTO,
+             "eval_split": AUTO, "subset_file": None, "on_bad_image": "fail", "download": False},
+    "augment": {"hflip": AUTO, "crop_min_scale": AUTO, "jitter_strength": AUTO, "rotation": AUTO, "strong_ops": 2,
+                "cutout_fraction": 0.25},
+    "pretext": {"method": "simclr", "weights": None, "backbone": AUTO, "epochs": AUTO, "batch_size": AUTO, "lr": 0.4,
+                "weight_decay": 1e-4, "temperature": 0.5, "projection_dim": 128, "seed": 0},
+    "embed": {"batch_size": 512},
+    "mine": {"topk": 20, "space": "backbone", "approximate_above": 200_000, "nprobe": 64, "recall_sample": 1000},
+    "scan": {"num_neighbors": 5, "entropy_weight": 5.0, "num_clusters": 10, "num_heads": 10, "epochs": AUTO,
+             "batch_size": AUTO, "lr": 5e-4, "weight_decay": 1e-4, "update_backbone": True, "augmentation": "strong",
+             "init": "kmeans", "seed": 0},
+    "selflabel": {"threshold": 0.99, "class_balance": True, "epochs": AUTO, "batch_size": AUTO, "lr": 1e-4,
+                  "weight_decay": 1e-4, "ema": 0.0, "patience": 10, "seed": 0},
+    "evaluate": {"kmeans_seed": 0, "prototypes": 8},
 }
+
+MAX_AUTO_IMAGE_SIZE = max(recipe.max_image_size for recipe in RECIPES.values())
 # scan.num_clusters auto: counts tried, 2 up to 50 and at most one cluster per 10 images.
 MAX_AUTO_CLUSTERS = 50
 IMAGES_PER_AUTO_CLUSTER = 10
@@ -30,16 +50,17 @@ MAX_BATCH_SIZES = {"pretext": 256, "scan": 128, "selflabel": 256}
 MIN_BATCH_SIZE = 16
 
 
-def auto_image_size(native_side: int) -> int:
-    """The images' own side, capped at 64 px: larger photos cost far more on a CPU than the
-    clustering gains from them (set ``data.image_size`` for full resolution on a GPU)."""
-    return max(1, min(int(native_side), MAX_AUTO_IMAGE_SIZE))
+def auto_image_size(native_side: int, largest: int = MAX_AUTO_IMAGE_SIZE) -> int:
+    """The images' own side, capped at ``largest`` px (64: the small_grayscale recipe's cap;
+    ``scan_core.recipes.working_side`` gives each recipe's): larger photos cost far more on a
+    CPU than the clustering gains from them (set ``data.image_size`` for full resolution on a GPU)."""
+    return max(1, min(int(native_side), largest))
 
 
-def auto_epochs(stage: str, num_images: int) -> int:
-    """Epochs that give every stage about the same number of optimiser steps at any size."""
-    budget, lowest, highest = EPOCH_BUDGETS[stage]
-    return int(min(highest, max(lowest, round(budget / max(num_images, 1)))))
+def auto_epochs(stage: str, num_images: int, recipe: str = DEFAULT_RECIPE) -> int:
+    """Epochs that give every stage about the same number of optimiser steps at any size:
+    the recipe's budget of images seen, divided by the number of images, within its range."""
+    return RECIPES[recipe].epochs[stage].epochs(num_images)
 
 
 def auto_batch_size(stage: str, num_images: int) -> int:
@@ -54,18 +75,42 @@ def auto_cluster_counts(num_images: int) -> range:
     return range(2, max(2, min(MAX_AUTO_CLUSTERS, num_images // IMAGES_PER_AUTO_CLUSTER)) + 1)
 
 
-def resolve_stage(stage: str, values: dict[str, Any], num_images: int) -> dict[str, Any]:
-    """A stage's params group with ``epochs`` and ``batch_size`` of ``auto`` made concrete."""
+def resolve_stage(stage: str, values: dict[str, Any], num_images: int,
+                  recipe: RecipeChoice | None = None) -> dict[str, Any]:
+    """A training stage's params group with its ``auto`` keys made concrete: the keys the
+    recipe sets (``epochs``, pretext's ``backbone``) from ``recipe`` as ``prepare`` recorded it
+    (without one: the default recipe's rule for ``num_images``), ``batch_size`` from the count."""
     resolved = dict(values)
-    if resolved.get("epochs") == AUTO:
-        resolved["epochs"] = auto_epochs(stage, num_images)
-    if resolved.get("batch_size") == AUTO:
-        resolved["batch_size"] = auto_batch_size(stage, num_images)
+    for key, value in values.items():
+        if value != AUTO:
+            continue
+        if recipe is not None and f"{stage}.{key}" in recipe.values:
+            resolved[key] = recipe.values[f"{stage}.{key}"]
+        elif key == "epochs":
+            resolved[key] = auto_epochs(stage, num_images)
+        elif key == "batch_size":
+            resolved[key] = auto_batch_size(stage, num_images)
+        elif key == "backbone":
+            resolved[key] = RECIPES[DEFAULT_RECIPE].backbone
     return resolved
 
 
-def describe_auto(stage: str, values: dict[str, Any], resolved: dict[str, Any]) -> str:
-    """One line naming the settings in force, marking those that ``auto`` chose."""
-    parts = [f"{key}={resolved[key]}" + (" (auto)" if values.get(key) == AUTO else "")
-             for key in resolved if key != "seed"]
-    return f"{stage} settings: " + ", ".join(parts)
+def resolve_augment(values: dict[str, Any], recipe: RecipeChoice) -> dict[str, Any]:
+    """The augment keys a stage reads, with ``auto`` replaced by the recipe's values."""
+    return {key: recipe.values[f"augment.{key}"] if value == AUTO else value for key, value in values.items()}
+
+
+def describe_auto(stage: str, values: dict[str, Any], resolved: dict[str, Any], recipe: RecipeChoice | None = None,
+                  group: str | None = None) -> str:
+    """One line naming the settings in force, marking those that ``auto`` chose: ``(auto:
+    photo)`` where the recipe set them, ``(auto)`` where the image count did. ``group`` is the
+    params group of ``values`` when it is not the stage's own (``augment``)."""
+    prefix = group or stage
+
+    def mark(key: str) -> str:
+        if values.get(key) != AUTO:
+            return ""
+        return f" (auto: {recipe.name})" if recipe is not None and f"{prefix}.{key}" in recipe.values else " (auto)"
+
+    parts = [f"{key}={resolved[key]}{mark(key)}" for key in resolved if key != "seed"]
+    return f"{stage} {group + ' ' if group else ''}settings: " + ", ".join(parts)

@@ -1,8 +1,12 @@
-"""prepare: read the data set once, store its images as one array and a manifest.
+"""prepare: read the data set once, store its images as one array and a manifest, and
+choose the recipe the later stages' ``auto`` keys follow.
 
 The images are decoded and written chunk by chunk (``scan_core.data.image_writer``), so a
 data set larger than memory can be prepared; every later stage reads rows back through
-``scan_core.data.image_store``.
+``scan_core.data.image_store``. The recipe (``scan_core.recipes``) follows from the stored
+images' channel count and their native side before resizing; it is recorded under
+``recipe`` in ``dataset.json``, an input of every later stage, so their caches still depend
+only on params, inputs and code.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from prefect import get_run_logger
 from scan_core.data.image_writer import WrittenImages, write_images
 from scan_core.data.readers import check_on_bad_image
 from scan_core.data.sources import resolve_splits, split_parts
-from scan_core.defaults import AUTO, MAX_AUTO_IMAGE_SIZE
+from scan_core.defaults import AUTO
+from scan_core.recipes import decide_recipe, working_side
 from tasks.common import StagedOutputs, stage_task
 from tasks.paths import DATASET_FILE, IMAGES_FILE, MANIFEST_FILE
 from tasks.stages import group
@@ -40,6 +45,7 @@ def _manifest(written: WrittenImages, in_eval: np.ndarray) -> pd.DataFrame:
 def prepare(params: dict, inputs: dict, out: StagedOutputs) -> None:
     data = group(params, "data")
     check_on_bad_image(data["on_bad_image"])
+    logger = get_run_logger()
     image_size = None if data["image_size"] == AUTO else data["image_size"]
     # auto: the data set's held-out protocol (CIFAR/STL train -> test); all: every split.
     train_split, eval_split = resolve_splits(data["name"], data["train_split"], data["eval_split"])
@@ -48,8 +54,17 @@ def prepare(params: dict, inputs: dict, out: StagedOutputs) -> None:
     same = eval_split == train_split
     train_parts = parts(train_split)
     eval_parts = [] if same else parts(eval_split)
+    # data.image_size auto: the recipe's working side, which does not need the channel count
+    # that decoding is still to tell (scan_core.recipes.working_side).
     written = write_images([*train_parts, *eval_parts], [True] * len(train_parts) + [False] * len(eval_parts),
-                           out(IMAGES_FILE), image_size, data["on_bad_image"])
+                           out(IMAGES_FILE), image_size, data["on_bad_image"],
+                           auto_side=lambda native_side: working_side(data["recipe"], native_side))
+    recipe = decide_recipe(data["recipe"], written.channels, written.native_side, written.count,
+                           int(written.in_train.sum()))
+    logger.info(recipe.describe(image_size))
+    if image_size is None and written.image_size != recipe.values["data.image_size"]:
+        raise RuntimeError(f"prepare wrote {written.image_size} px images but recipe {recipe.name} asks for "
+                           f"{recipe.values['data.image_size']} px (scan_core.recipes.working_side)")
     in_eval = np.ones(written.count, dtype=bool) if same else ~written.in_train
     labels = written.labels
     labeled_eval = int((labels[in_eval] >= 0).sum()) if labels is not None else 0
@@ -69,15 +84,15 @@ def prepare(params: dict, inputs: dict, out: StagedOutputs) -> None:
         "mean": np.round(written.mean, 6).tolist(),
         "std": np.maximum(written.std, 1e-3).round(6).tolist(),
         "skipped": [{"source": source, "reason": reason} for source, reason in written.skipped],
+        # What the later stages' auto keys become (scan_core.recipes): name, reason, values.
+        "recipe": recipe.as_dict(),
     }
     _manifest(written, in_eval).to_parquet(out(MANIFEST_FILE), index=False)
     out(DATASET_FILE).write_text(json.dumps(info, indent=1))
-    logger = get_run_logger()
     logger.info("prepared %d images (%d train, %d eval) of %s, %dx%d%s, %d channel(s)",
                 written.count, info["num_train"], info["num_eval"], data["name"],
                 written.image_size, written.image_size,
-                f" (data.image_size auto: the images' own side, at most {MAX_AUTO_IMAGE_SIZE})"
-                if image_size is None else "", written.channels)
+                f" (data.image_size auto: {recipe.name})" if image_size is None else "", written.channels)
     if written.skipped:
         logger.warning("left out %d unreadable image(s): %s", len(written.skipped),
                        ", ".join(source for source, _ in written.skipped))

@@ -1,7 +1,8 @@
 """Reading the prepare stage's artifacts back: images, manifest and data set description.
 
 Images come as an ``ImageStore``: rows are read from ``images.npy`` when indexed, so a stage
-holds only the batches it works on, however large the data set.
+holds only the batches it works on, however large the data set. ``recipe`` is the recipe
+prepare chose (``scan_core.recipes``), from which the training stages resolve ``auto``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from scan_core.data.image_store import ImageRows, ImageStore
+from scan_core.recipes import RecipeChoice
 from tasks.paths import DATASET_FILE, IMAGES_FILE, MANIFEST_FILE
 
 
@@ -45,6 +47,18 @@ class Prepared:
     @property
     def labels(self) -> np.ndarray | None:
         return self.manifest["label"].to_numpy() if self.info["has_labels"] else None
+
+    @property
+    def recipe(self) -> RecipeChoice:
+        return recorded_recipe(self.info)
+
+
+def recorded_recipe(info: dict[str, Any]) -> RecipeChoice:
+    """The recipe prepare recorded in ``dataset.json`` (what the ``auto`` keys become)."""
+    if "recipe" not in info:
+        raise FileNotFoundError(f"{DATASET_FILE} records no recipe (it was written before recipes were "
+                                f"chosen); rerun prepare: dvc repro --force prepare")
+    return RecipeChoice.from_dict(info["recipe"])
 
 
 def load_prepared() -> Prepared:

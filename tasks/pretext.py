@@ -7,7 +7,7 @@ import json
 from prefect import get_run_logger
 
 from scan_core.checkpoint import TrainingCheckpoint
-from scan_core.defaults import describe_auto, resolve_stage
+from scan_core.defaults import AUTO, describe_auto, resolve_stage
 from scan_core.model_files import save_model
 from scan_core.models import ContrastiveModel
 from scan_core.pretrained import pretrained_backbone
@@ -43,17 +43,20 @@ def pretext(params: dict, inputs: dict, out: StagedOutputs) -> None:
     logger = get_run_logger()
     prepared = load_prepared()
     values = group(params, "pretext")
+    # auto keys: the recipe prepare recorded (backbone, epochs) and the image count (batch size).
+    resolved = resolve_stage("pretext", values, len(prepared.train_rows), prepared.recipe)
     if values["method"] == "pretrained":
-        return _save_pretrained(values, prepared.info["channels"], out, logger)
-    resolved = resolve_stage("pretext", values, len(prepared.train_rows))
-    logger.info(describe_auto("pretext", values, resolved))
+        if values["backbone"] == AUTO:  # the weights must fit it: name their architecture to be sure
+            logger.info("pretext.backbone auto: %s (recipe %s)", resolved["backbone"], prepared.recipe.name)
+        return _save_pretrained(resolved, prepared.info["channels"], out, logger)
+    logger.info(describe_auto("pretext", values, resolved, prepared.recipe))
     logger.info(describe("pretext", processes(), device()))
     settings = PretextSettings(**resolved)
     checkpoint = TrainingCheckpoint(checkpoint_file("pretext"), stage_key("pretext", params, inputs))
     model, history = train_pretext(
         prepared.train_images,
         settings,
-        augment_settings(prepared.info, group(params, "augment")),
+        augment_settings("pretext", prepared.info, group(params, "augment"), logger),
         checkpoint,
         device(),
         on_epoch=epoch_logger(logger, "pretext", settings.epochs, lambda record: f"loss {record['loss']:.4f}"),

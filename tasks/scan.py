@@ -32,7 +32,8 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
     logger = get_run_logger()
     prepared = load_prepared()
     values = group(params, "scan")
-    resolved = resolve_stage("scan", values, len(prepared.train_rows))
+    # auto keys: the recipe prepare recorded (epochs) and the image count (batch size, clusters).
+    resolved = resolve_stage("scan", values, len(prepared.train_rows), prepared.recipe)
     embeddings = load_rows(EMBEDDINGS_FILE, prepared)[prepared.train_rows]
     estimate = None
     if values["num_clusters"] == AUTO:
@@ -42,11 +43,11 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
         logger.info("scan.num_clusters auto: %d clusters, the fewest within %.0f%% of the best %s (%s)",
                     estimate.chosen, 100 * estimate.tolerance, CRITERION,
                     ", ".join(f"{count}: {value:.3f}" for count, value in estimate.curve.items()))
-    logger.info(describe_auto("scan", values, resolved))
+    logger.info(describe_auto("scan", values, resolved, prepared.recipe))
     logger.info(describe("scan", processes(), device()))
     settings = ScanSettings(**resolved)
     train_images = prepared.train_images
-    augment = augment_settings(prepared.info, group(params, "augment"))
+    augment = augment_settings("scan", prepared.info, group(params, "augment"), logger)
     checkpoint = TrainingCheckpoint(checkpoint_file("scan"), stage_key("scan", params, inputs))
     pretext_model, pretext_description = load_contrastive_model(PRETEXT_MODEL_FILE)
     initial_clusters = None

@@ -28,11 +28,12 @@ def selflabel(params: dict, inputs: dict, out: StagedOutputs) -> None:
     logger = get_run_logger()
     prepared = load_prepared()
     values = group(params, "selflabel")
-    resolved = resolve_stage("selflabel", values, len(prepared.train_rows))
-    logger.info(describe_auto("selflabel", values, resolved))
+    # auto keys: the recipe prepare recorded (epochs) and the image count (batch size).
+    resolved = resolve_stage("selflabel", values, len(prepared.train_rows), prepared.recipe)
+    logger.info(describe_auto("selflabel", values, resolved, prepared.recipe))
     logger.info(describe("selflabel", processes(), device()))
     settings = SelflabelSettings(**resolved)
-    augment = augment_settings(prepared.info, group(params, "augment"))
+    augment = augment_settings("selflabel", prepared.info, group(params, "augment"), logger)
     scan_model, description = load_clustering_model(SCAN_MODEL_FILE)
     checkpoint = TrainingCheckpoint(checkpoint_file("selflabel"), stage_key("selflabel", params, inputs))
     model, history = train_selflabel(

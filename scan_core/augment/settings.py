@@ -7,6 +7,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from scan_core.defaults import PARAM_DEFAULTS
+from scan_core.recipes import DEFAULT_RECIPE, RECIPES
+
+_PARAMS = PARAM_DEFAULTS["augment"]
+_RECIPE = RECIPES[DEFAULT_RECIPE]
+
 
 @dataclass(frozen=True)
 class AugmentSettings:
@@ -16,16 +22,22 @@ class AugmentSettings:
     is the largest side of SCAN's Cutout hole as a share of the image side (the authors' 16 px
     on 32 px CIFAR is 0.5); each image draws its own side up to it, so one setting fits every
     resolution.
+
+    Defaults are params.yaml's (``scan_core.defaults.PARAM_DEFAULTS``). params.yaml leaves
+    ``hflip``, ``crop_min_scale``, ``jitter_strength`` and ``rotation`` at ``auto``, which the
+    pipeline resolves from the recipe ``prepare`` chose (``scan_core.recipes``,
+    ``scan_core.defaults.resolve_augment``); here they default to the values of the
+    ``small_grayscale`` recipe, which the embedded digits default resolves to.
     """
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    hflip: bool = True
-    crop_min_scale: float = 0.2
-    jitter_strength: float = 0.4
-    rotation: float = 0.0
-    strong_ops: int = 4
-    cutout_fraction: float = 0.5
+    hflip: bool = _RECIPE.hflip
+    crop_min_scale: float = _RECIPE.crop_min_scale
+    jitter_strength: float = _RECIPE.jitter_strength
+    rotation: float = _RECIPE.rotation
+    strong_ops: int = _PARAMS["strong_ops"]
+    cutout_fraction: float = _PARAMS["cutout_fraction"]
 
 
 def to_float(images: Tensor) -> Tensor:

@@ -22,7 +22,7 @@ import numpy as np
 
 from scan_core.data.image_set import UNKNOWN_LABEL, ImageSet
 from scan_core.data.image_store import ImageStore
-from scan_core.data.readers.folder import FileListing, check_failures, decode_chunks, resolve_image_size
+from scan_core.data.readers.folder import FileListing, check_failures, decode_chunks, typical_side
 from scan_core.data.sources import Part, check_joinable, resize_images
 from scan_core.defaults import auto_image_size
 
@@ -93,6 +93,7 @@ class WrittenImages:
     count: int
     image_size: int
     channels: int
+    native_side: int  # the first part's side before resizing (a folder's typical shorter side)
     labels: np.ndarray | None
     class_names: list[str] | None
     sources: list[str]
@@ -124,10 +125,12 @@ def _array_chunks(image_set: ImageSet, image_size: int, rows: int) -> Iterator[n
         yield resize_images(image_set.images[start : start + rows], image_size)
 
 
-def _auto_size(part: Part) -> int:
+def _native_side(part: Part) -> int:
+    """The side of a part's images before resizing: a folder's typical shorter side, read
+    from file headers only, or an array's own side."""
     if isinstance(part, FileListing):
-        return resolve_image_size(part.paths, 0)
-    return auto_image_size(part.image_size)
+        return typical_side(part.paths)
+    return part.image_size
 
 
 class _Sink:
@@ -148,10 +151,12 @@ class _Sink:
 
 
 def write_images(parts: Sequence[Callable[[], Part]], train: Sequence[bool], path: Path, image_size: int | None,
-                 on_bad_image: str, chunk_bytes: int = CHUNK_BYTES, workers: int | None = None) -> WrittenImages:
+                 on_bad_image: str, chunk_bytes: int = CHUNK_BYTES, workers: int | None = None,
+                 auto_side: Callable[[int], int] = auto_image_size) -> WrittenImages:
     """Write every part (loaded one at a time, in order) to ``path`` as ``uint8[N, S, S, C]``.
 
-    ``image_size`` None means auto: the first part's typical side, capped. Files are decoded
+    ``image_size`` None means auto: ``auto_side`` of the first part's native side (its
+    typical side before resizing, which is returned as ``native_side``). Files are decoded
     by a thread pool, chunk by chunk, in order; a folder whose good files are all grayscale
     is stored with one channel, like ``decode_images`` returns it. Unreadable files are
     listed all at once (``on_bad_image`` fail) or left out and listed (skip).
@@ -160,11 +165,13 @@ def write_images(parts: Sequence[Callable[[], Part]], train: Sequence[bool], pat
     written: list[_PartRows] = []
     seen: list[Part | _Described] = []
     all_gray = True
+    native_side: int | None = None
     for load, is_train in zip(parts, train, strict=True):
         part = load()
         check_joinable([*seen, part])
         seen.append(part)
-        image_size = image_size or _auto_size(part)
+        native_side = native_side or _native_side(part)
+        image_size = image_size or auto_side(native_side)
         if isinstance(part, FileListing):
             sink = sink or _Sink(path, image_size, 3)
             rows, gray = _write_files(part, sink, is_train, image_size, on_bad_image, chunk_bytes, workers)
@@ -178,13 +185,13 @@ def write_images(parts: Sequence[Callable[[], Part]], train: Sequence[bool], pat
             written.append(_PartRows(part.sources, part.labels, part.class_names, part.skipped))
         seen[-1] = _Described(part.labels is not None, part.class_names, part.split)  # drop the pixels
         del part
-    assert sink is not None, "write_images needs at least one part"
+    assert sink is not None and native_side is not None, "write_images needs at least one part"
     sink.writer.close()
     if all_gray and sink.writer.row_shape[-1] == 3:
         sink = _to_one_channel(sink, path)
     mean, std = sink.train_statistics.mean_std()
     return WrittenImages(
-        count=sink.writer.count, image_size=image_size, channels=sink.writer.row_shape[-1],
+        count=sink.writer.count, image_size=image_size, channels=sink.writer.row_shape[-1], native_side=native_side,
         labels=_joined_labels(written), class_names=next((rows.class_names for rows in written
                                                           if rows.labels is not None), None),
         sources=[source for rows in written for source in rows.sources],

@@ -16,6 +16,7 @@ from scan_core.augment.settings import AugmentSettings
 from scan_core.augment.simclr import simclr_view
 from scan_core.augment.strong import strong_view
 from scan_core.checkpoint import TrainingCheckpoint
+from scan_core.defaults import PARAM_DEFAULTS
 from scan_core.distributed import SINGLE, Group
 from scan_core.health import label_free_health
 from scan_core.losses.clustering import PROBABILITY_FLOOR, scan_loss
@@ -42,20 +43,28 @@ from scan_core.training.warm_start import warm_start_heads
 VIEWS = {"strong": strong_view, "simclr": simclr_view}
 
 
+_PARAMS = PARAM_DEFAULTS["scan"]
+
+
 @dataclass(frozen=True)
 class ScanSettings:
-    num_clusters: int = 10
-    num_heads: int = 1
-    num_neighbors: int = 20
-    entropy_weight: float = 5.0
+    """One SCAN run. Defaults are params.yaml's (``scan_core.defaults.PARAM_DEFAULTS``); for
+    ``epochs`` and ``batch_size``, which params.yaml leaves ``auto`` and the pipeline resolves
+    from the images (``scan_core.defaults.resolve_stage``), concrete stand-ins: the authors'
+    50 epochs, batch 128."""
+
+    num_clusters: int = _PARAMS["num_clusters"]
+    num_heads: int = _PARAMS["num_heads"]
+    num_neighbors: int = _PARAMS["num_neighbors"]
+    entropy_weight: float = _PARAMS["entropy_weight"]
     epochs: int = 50
     batch_size: int = 128
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    update_backbone: bool = True
-    init: str = "kmeans"
-    augmentation: str = "strong"
-    seed: int = 0
+    lr: float = _PARAMS["lr"]
+    weight_decay: float = _PARAMS["weight_decay"]
+    update_backbone: bool = _PARAMS["update_backbone"]
+    init: str = _PARAMS["init"]
+    augmentation: str = _PARAMS["augmentation"]
+    seed: int = _PARAMS["seed"]
 
 
 def sample_neighbors(neighbors: Tensor, anchors: Tensor, generator: torch.Generator) -> Tensor:

@@ -12,9 +12,11 @@ from tqdm.auto import tqdm
 from scan_core.augment.settings import AugmentSettings
 from scan_core.augment.simclr import simclr_view
 from scan_core.checkpoint import TrainingCheckpoint
+from scan_core.defaults import PARAM_DEFAULTS
 from scan_core.distributed import SINGLE, Group
 from scan_core.losses.contrastive import simclr_loss
 from scan_core.models import ContrastiveModel, build_backbone
+from scan_core.recipes import DEFAULT_RECIPE, RECIPES
 from scan_core.training.common import (
     EpochCallback,
     Images,
@@ -32,18 +34,26 @@ from scan_core.training.common import (
 from scan_core.training.distributed import launch, parallel, portable_state, restore_state
 
 
+_PARAMS = PARAM_DEFAULTS["pretext"]
+
+
 @dataclass(frozen=True)
 class PretextSettings:
-    method: str = "simclr"  # pretrained: no training here (tasks/pretext.py, scan_core/pretrained.py)
-    weights: str | None = None  # with pretrained: a torchvision weights name or weights/<file>
-    backbone: str = "resnet18_cifar"
+    """One SimCLR run. Defaults are params.yaml's (``scan_core.defaults.PARAM_DEFAULTS``);
+    for the keys params.yaml leaves ``auto``, which the pipeline resolves from the images
+    (``scan_core.defaults.resolve_stage``, ``scan_core.recipes``), concrete stand-ins:
+    ``backbone`` the ``small_grayscale`` recipe's, ``epochs`` and ``batch_size`` the paper's."""
+
+    method: str = _PARAMS["method"]  # pretrained: no training here (tasks/pretext.py, scan_core/pretrained.py)
+    weights: str | None = _PARAMS["weights"]  # with pretrained: a torchvision weights name or weights/<file>
+    backbone: str = RECIPES[DEFAULT_RECIPE].backbone
     epochs: int = 500
     batch_size: int = 512
-    lr: float = 0.4
-    weight_decay: float = 1e-4
-    temperature: float = 0.1
-    projection_dim: int = 128
-    seed: int = 0
+    lr: float = _PARAMS["lr"]
+    weight_decay: float = _PARAMS["weight_decay"]
+    temperature: float = _PARAMS["temperature"]
+    projection_dim: int = _PARAMS["projection_dim"]
+    seed: int = _PARAMS["seed"]
 
 
 def pretext_views(images: Images, rows: Tensor, augment: AugmentSettings, generator: torch.Generator,

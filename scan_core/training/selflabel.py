@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from scan_core.augment.settings import AugmentSettings, normalize
 from scan_core.augment.strong import strong_view
 from scan_core.checkpoint import TrainingCheckpoint
+from scan_core.defaults import PARAM_DEFAULTS
 from scan_core.distributed import SINGLE, Group
 from scan_core.losses.confidence import confidence_ce
 from scan_core.models import ClusteringModel
@@ -37,17 +38,25 @@ from scan_core.training.distributed import launch, parallel, portable_state, res
 logger = logging.getLogger(__name__)
 
 
+_PARAMS = PARAM_DEFAULTS["selflabel"]
+
+
 @dataclass(frozen=True)
 class SelflabelSettings:
-    threshold: float = 0.99
-    class_balance: bool = True
+    """One self-labeling run. Defaults are params.yaml's (``scan_core.defaults.PARAM_DEFAULTS``);
+    for ``epochs`` and ``batch_size``, which params.yaml leaves ``auto`` and the pipeline
+    resolves from the images (``scan_core.defaults.resolve_stage``), concrete stand-ins: the
+    authors' 200 epochs, batch 1000."""
+
+    threshold: float = _PARAMS["threshold"]
+    class_balance: bool = _PARAMS["class_balance"]
     epochs: int = 200
     batch_size: int = 1000
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    seed: int = 0
-    ema: float = 0.0
-    patience: int = 10
+    lr: float = _PARAMS["lr"]
+    weight_decay: float = _PARAMS["weight_decay"]
+    seed: int = _PARAMS["seed"]
+    ema: float = _PARAMS["ema"]
+    patience: int = _PARAMS["patience"]
 
 
 def count_confident(model: ClusteringModel, images: Images, augment: AugmentSettings,

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from scan_core.config import ParamsError, Params, check_against_data, known_keys, load_params, validate_params
+import yaml
+
+from scan_core.config import (ParamsError, Params, check_against_data, default_params_yaml, known_keys, load_params,
+                              validate_params)
 
 PROJECT_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
@@ -21,7 +24,7 @@ def test_defaults_and_project_params_are_valid() -> None:
     assert validate_params({}) == Params()
     assert validate_params(None).scan.entropy_weight == 5.0
     params = load_params(PROJECT_PARAMS)
-    assert params.data.name == "digits" and params.pretext.backbone == "small_cnn"
+    assert params.data.name == "digits" and params.pretext.backbone == "auto" and params.data.recipe == "auto"
 
 
 def test_values_are_parsed_into_typed_groups() -> None:
@@ -131,3 +134,86 @@ def test_auto_keys_take_auto_or_a_number_and_say_so_when_neither(key: str) -> No
     message = _message({group: {name: "big"}})
     assert f"{key} = 'big' is invalid: use 'auto' or a whole number" in message
     assert message.count(key) == 1
+
+
+@pytest.mark.parametrize("key, number, message", [
+    ("augment.hflip", True, "use 'auto', true or false"),
+    ("augment.rotation", 10.0, "use 'auto' or a number"),
+    ("augment.crop_min_scale", 0.5, "use 'auto' or a number"),
+    ("augment.jitter_strength", 0.3, "use 'auto' or a number"),
+])
+def test_recipe_keys_take_auto_or_a_value_and_say_so_when_neither(key: str, number: object, message: str) -> None:
+    group, name = key.split(".")
+    assert getattr(getattr(validate_params({group: {name: "auto"}}), group), name) == "auto"
+    assert getattr(getattr(validate_params({group: {name: number}}), group), name) == number
+    problem = _message({group: {name: "big"}})
+    assert f"{key} = 'big' is invalid: {message}" in problem and problem.count(key) == 1
+
+
+def test_recipe_and_backbone_name_their_choices() -> None:
+    assert validate_params({"data": {"recipe": "photo"}}).data.recipe == "photo"
+    message = _message({"data": {"recipe": "cartoon"}})
+    assert "data.recipe = 'cartoon' is invalid" in message and "small_grayscale" in message and "photo" in message
+    assert validate_params({"pretext": {"backbone": "auto"}}).pretext.backbone == "auto"
+
+
+# --- params.yaml and the schema: one set of defaults ---------------------------------------
+
+def _project_lines() -> list[str]:
+    return PROJECT_PARAMS.read_text().splitlines(keepends=True)
+
+
+@pytest.mark.parametrize("key", known_keys())
+def test_every_value_in_params_yaml_is_the_schema_default(key: str) -> None:
+    group, name = key.split(".")
+    written = yaml.safe_load(PROJECT_PARAMS.read_text())[group][name]
+    assert getattr(getattr(validate_params({group: {name: written}}), group), name) == \
+        getattr(getattr(Params(), group), name)
+
+
+# Every line but the groups' headers (without one, its keys would be read as groups).
+KEY_AND_COMMENT_LINES = [number for number, line in enumerate(_project_lines()) if not line[:1].isalpha()]
+
+
+@pytest.mark.parametrize("number", KEY_AND_COMMENT_LINES)
+def test_params_yaml_with_any_one_line_deleted_is_the_same_params(number: int) -> None:
+    lines = _project_lines()
+    raw = yaml.safe_load("".join(lines[:number] + lines[number + 1:]))
+    assert validate_params(raw) == Params()
+
+
+def test_params_yaml_without_a_whole_group_is_the_same_params() -> None:
+    for group in Params.model_fields:
+        raw = yaml.safe_load(PROJECT_PARAMS.read_text())
+        del raw[group]
+        assert validate_params(raw) == Params()
+
+
+def test_default_params_yaml_is_complete_and_loads_as_the_defaults(tmp_path: Path) -> None:
+    text = default_params_yaml({})
+    raw = yaml.safe_load(text)
+    assert [f"{group}.{key}" for group, values in raw.items() for key in values] == known_keys()
+    (tmp_path / "params.yaml").write_text(text)
+    assert load_params(tmp_path / "params.yaml") == Params()
+    assert text.startswith("# ")
+
+
+def test_default_params_yaml_applies_overrides_stably(tmp_path: Path) -> None:
+    overrides = {"data.name": "folder", "data.root": "/home/me/My Photos: 2024", "scan.num_clusters": "auto",
+                 "augment.hflip": False, "pretext.epochs": 3, "selflabel.threshold": 0.9}
+    text = default_params_yaml(overrides)
+    assert default_params_yaml(dict(reversed(overrides.items()))) == text  # same input, same bytes
+    (tmp_path / "params.yaml").write_text(text)
+    expected = validate_params({"data": {"name": "folder", "root": "/home/me/My Photos: 2024"},
+                                "scan": {"num_clusters": "auto"}, "augment": {"hflip": False},
+                                "pretext": {"epochs": 3}, "selflabel": {"threshold": 0.9}})
+    assert load_params(tmp_path / "params.yaml") == expected
+
+
+def test_default_params_yaml_refuses_unknown_keys_and_bad_values() -> None:
+    with pytest.raises(ParamsError, match=r"unknown key scan\.entropy_weigth; did you mean scan\.entropy_weight\?"):
+        default_params_yaml({"scan.entropy_weigth": 2.0})
+    with pytest.raises(ParamsError, match="unknown key nonsense"):
+        default_params_yaml({"nonsense": 1})
+    with pytest.raises(ParamsError, match=r"scan\.num_clusters = 1 is invalid"):
+        default_params_yaml({"scan.num_clusters": 1})

@@ -129,3 +129,64 @@ def test_folder_prepared_by_streaming_matches_decoding_in_memory(tmp_path, monke
     assert info["std"] == pixels.std(axis=(0, 1, 2)).round(6).tolist()
     assert [entry["source"] for entry in info["skipped"]] == ["b/broken.png"]
     assert (info["num_images"], info["channels"], info["image_size"]) == (9, 3, 8)
+
+
+def _folder(root, count: int, size: tuple[int, int], mode: str) -> str:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    root.mkdir(parents=True)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode).save(root / f"{index:02d}.png")
+    return str(root)
+
+
+def test_digits_record_the_small_grayscale_recipe_with_todays_values(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="prepare")
+    info, _ = _run_prepare(tmp_path, monkeypatch, name="digits")
+    recipe = info["recipe"]
+    assert (recipe["name"], recipe["channels"], recipe["native_side"], recipe["num_images"]) == \
+        ("small_grayscale", 1, 8, 1797)
+    assert recipe["values"] == {"data.image_size": 8, "augment.hflip": False, "augment.rotation": 15.0,
+                                "augment.crop_min_scale": 0.6, "augment.jitter_strength": 0.4,
+                                "pretext.backbone": "small_cnn", "pretext.epochs": 100, "scan.epochs": 40,
+                                "selflabel.epochs": 20}
+    assert info["image_size"] == 8
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("recipe ")]
+    assert len(lines) == 1 and lines[0].startswith("recipe small_grayscale (1 channel, native side 8 px, 1,797 images")
+
+
+def test_a_colour_folder_records_the_photo_recipe_and_is_stored_at_its_side(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="prepare")
+    root = _folder(tmp_path / "photos", 12, (60, 48), "RGB")
+    info, _ = _run_prepare(tmp_path, monkeypatch, name="folder", root=root)
+    recipe = info["recipe"]
+    assert (recipe["name"], recipe["reason"], recipe["channels"], recipe["native_side"]) == ("photo", "colour", 3, 48)
+    assert recipe["values"]["augment.hflip"] is True and recipe["values"]["pretext.backbone"] == "small_cnn"
+    assert (info["image_size"], info["channels"]) == (32, 3) == (recipe["values"]["data.image_size"], 3)
+    assert any(record.getMessage().startswith("recipe photo (3 channels, native side 48 px, 12 images; colour): "
+                                              "hflip on, rotation 0, crop 0.35, jitter 0.5, 32 px")
+               for record in caplog.records)
+
+
+def test_the_rule_sees_stored_channels_and_native_side(tmp_path, monkeypatch):
+    small = _folder(tmp_path / "small_gray", 6, (16, 16), "L")
+    info, _ = _run_prepare(tmp_path, monkeypatch, name="folder", root=small)
+    assert (info["recipe"]["name"], info["channels"], info["image_size"]) == ("small_grayscale", 1, 16)
+    large = _folder(tmp_path / "large_gray", 6, (80, 80), "L")
+    info, _ = _run_prepare(tmp_path, monkeypatch, name="folder", root=large)
+    assert (info["recipe"]["name"], info["channels"], info["image_size"]) == ("photo", 1, 32)
+    assert info["recipe"]["native_side"] == 80  # before resizing
+
+
+def test_data_recipe_forces_and_an_explicit_image_size_wins(tmp_path, monkeypatch):
+    root = _folder(tmp_path / "photos", 6, (80, 80), "RGB")
+    info, _ = _run_prepare(tmp_path, monkeypatch, name="folder", root=root, recipe="small_grayscale")
+    assert (info["recipe"]["name"], info["recipe"]["reason"]) == ("small_grayscale", "data.recipe: small_grayscale")
+    assert info["image_size"] == 64 and info["recipe"]["values"]["augment.hflip"] is False
+    info, _ = _run_prepare(tmp_path, monkeypatch, name="folder", root=root, image_size=20)
+    assert (info["recipe"]["name"], info["image_size"]) == ("photo", 20)
+    info, _ = _run_prepare(tmp_path, monkeypatch, name="digits", recipe="photo")
+    assert (info["recipe"]["name"], info["image_size"]) == ("photo", 8)
