@@ -118,10 +118,11 @@ class ScanParams(Group):
     num_heads: int = Field(DEFAULTS["scan"]["num_heads"], ge=1)
     epochs: auto_or_int(1) = DEFAULTS["scan"]["epochs"]  # type: ignore[valid-type]
     batch_size: auto_or_int(2) = DEFAULTS["scan"]["batch_size"]  # type: ignore[valid-type]
-    lr: float = Field(DEFAULTS["scan"]["lr"], gt=0)
+    lr: auto_or(float, gt=0) = DEFAULTS["scan"]["lr"]  # type: ignore[valid-type]
     weight_decay: float = Field(DEFAULTS["scan"]["weight_decay"], ge=0)
-    update_backbone: bool = DEFAULTS["scan"]["update_backbone"]
-    augmentation: Literal["strong", "simclr"] = DEFAULTS["scan"]["augmentation"]
+    update_backbone: auto_or(bool) = DEFAULTS["scan"]["update_backbone"]  # type: ignore[valid-type]
+    # none: the heads of a frozen backbone train on its features of the plain images, computed once
+    augmentation: Literal["auto", "strong", "simclr", "none"] = DEFAULTS["scan"]["augmentation"]
     init: Literal["kmeans", "random"] = DEFAULTS["scan"]["init"]
     seed: int = Field(DEFAULTS["scan"]["seed"], ge=0)
 
@@ -168,6 +169,13 @@ class Params(Group):
                 f"scan.num_neighbors = {self.scan.num_neighbors} is larger than mine.topk = "
                 f"{self.mine.topk}; valid: at most mine.topk (or raise mine.topk)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _cached_features_need_a_frozen_backbone(self) -> "Params":
+        if self.scan.augmentation == "none" and self.scan.update_backbone is True:
+            raise ValueError("scan.augmentation = 'none' (heads trained on cached features) needs "
+                             "scan.update_backbone: false; set it, or use augmentation strong or simclr")
         return self
 
     @model_validator(mode="after")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from scan_core.recipes import AUTO, DEFAULT_RECIPE, RECIPES, RecipeChoice
+from scan_core.recipes import AUTO, DEFAULT_RECIPE, RECIPES, SCAN_KEYS, RecipeChoice
 
 # The default of every params.yaml key, group by group in params.yaml's order. The values are
 # those every measured result used; ``auto`` keys follow the images (see above).
@@ -35,7 +35,7 @@ PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
     "embed": {"batch_size": 512},
     "mine": {"topk": 20, "space": "backbone", "approximate_above": 200_000, "nprobe": 64, "recall_sample": 1000},
     "scan": {"num_neighbors": 5, "entropy_weight": 5.0, "num_clusters": 10, "num_heads": 10, "epochs": AUTO,
-             "batch_size": AUTO, "lr": 5e-4, "weight_decay": 1e-4, "update_backbone": True, "augmentation": "strong",
+             "batch_size": AUTO, "lr": AUTO, "weight_decay": 1e-4, "update_backbone": AUTO, "augmentation": AUTO,
              "init": "kmeans", "seed": 0},
     "selflabel": {"threshold": 0.99, "class_balance": True, "epochs": AUTO, "batch_size": AUTO, "lr": 1e-4,
                   "weight_decay": 1e-4, "ema": 0.0, "patience": 10, "seed": 0},
@@ -92,6 +92,8 @@ def resolve_stage(stage: str, values: dict[str, Any], num_images: int,
             resolved[key] = auto_batch_size(stage, num_images)
         elif key == "backbone":
             resolved[key] = RECIPES[DEFAULT_RECIPE].backbone
+        elif stage == "scan" and key in SCAN_KEYS:
+            resolved[key] = getattr(RECIPES[DEFAULT_RECIPE], f"scan_{key}")
     return resolved
 
 

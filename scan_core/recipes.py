@@ -53,6 +53,9 @@ class Recipe:
     crop_min_scale: float  # augment.crop_min_scale
     jitter_strength: float  # augment.jitter_strength
     backbone: str  # pretext.backbone
+    scan_update_backbone: bool  # scan.update_backbone
+    scan_augmentation: str  # scan.augmentation (none: heads on the frozen backbone's cached features)
+    scan_lr: float  # scan.lr
     epochs: dict[str, EpochBudget]  # pretext.epochs, scan.epochs, selflabel.epochs
 
 
@@ -65,7 +68,7 @@ RECIPES: dict[str, Recipe] = {
     # (a small crop of an 8 px digit shows nothing). Budgets: 100 / 40 / 20 epochs on digits.
     SMALL_GRAYSCALE: Recipe(
         max_image_size=64, hflip=False, rotation=15.0, crop_min_scale=0.6, jitter_strength=0.4,
-        backbone="small_cnn",
+        backbone="small_cnn", scan_update_backbone=True, scan_augmentation="strong", scan_lr=5e-4,
         epochs={"pretext": EpochBudget(180_000, 20, 500), "scan": EpochBudget(72_000, 10, 100),
                 "selflabel": EpochBudget(36_000, 5, 200)},
     ),
@@ -75,16 +78,17 @@ RECIPES: dict[str, Recipe] = {
     # the whole pipeline in under about 15 minutes on a 2-core CPU.
     PHOTO: Recipe(
         max_image_size=32, hflip=True, rotation=0.0, crop_min_scale=0.35, jitter_strength=0.5,
-        backbone="small_cnn",
-        epochs={"pretext": EpochBudget(60_000, 20, 500), "scan": EpochBudget(30_000, 10, 100),
+        backbone="small_cnn", scan_update_backbone=False, scan_augmentation="none", scan_lr=1e-2,
+        epochs={"pretext": EpochBudget(60_000, 20, 500), "scan": EpochBudget(180_000, 10, 100),
                 "selflabel": EpochBudget(16_000, 5, 200)},
     ),
 }
 RECIPE_NAMES = tuple(RECIPES)
 # The params.yaml keys a recipe sets when they are ``auto``.
 AUGMENT_KEYS = ("hflip", "rotation", "crop_min_scale", "jitter_strength")
+SCAN_KEYS = ("update_backbone", "augmentation", "lr")
 RECIPE_KEYS = ("data.image_size", *(f"augment.{key}" for key in AUGMENT_KEYS), "pretext.backbone",
-               *(f"{stage}.epochs" for stage in TRAINING_STAGES))
+               *(f"scan.{key}" for key in SCAN_KEYS), *(f"{stage}.epochs" for stage in TRAINING_STAGES))
 
 
 def _check_table() -> None:
@@ -138,6 +142,7 @@ def recipe_values(name: str, native_side: int, num_train: int) -> dict[str, Any]
     values: dict[str, Any] = {"data.image_size": working_side(name, native_side)}
     values |= {f"augment.{key}": getattr(recipe, key) for key in AUGMENT_KEYS}
     values["pretext.backbone"] = recipe.backbone
+    values |= {f"scan.{key}": getattr(recipe, f"scan_{key}") for key in SCAN_KEYS}
     values |= {f"{stage}.epochs": recipe.epochs[stage].epochs(num_train) for stage in TRAINING_STAGES}
     return values
 
@@ -173,12 +178,14 @@ class RecipeChoice:
         side = f"{values['data.image_size']} px" if image_size is None else f"{image_size} px (data.image_size)"
         channels = f"{self.channels} channel" + ("" if self.channels == 1 else "s")
         epochs = "/".join(str(values[f"{stage}.epochs"]) for stage in TRAINING_STAGES)
+        scan_mode = ("heads on cached features of a frozen backbone" if values["scan.augmentation"] == "none" else
+                     f"{values['scan.augmentation']} views" + ("" if values["scan.update_backbone"] else ", frozen backbone"))
         budgets = "/".join(f"{RECIPES[self.name].epochs[stage].images_seen:,}" for stage in TRAINING_STAGES)
         return (f"recipe {self.name} ({channels}, native side {self.native_side} px, {self.num_images:,} images; "
                 f"{self.reason}): hflip {'on' if values['augment.hflip'] else 'off'}, "
                 f"rotation {values['augment.rotation']:g}, crop {values['augment.crop_min_scale']:g}, "
                 f"jitter {values['augment.jitter_strength']:g}, {side}, "
-                f"{values['pretext.backbone']}, epochs {epochs} (pretext/scan/selflabel; budgets of "
+                f"{values['pretext.backbone']}, SCAN {scan_mode}, epochs {epochs} (pretext/scan/selflabel; budgets of "
                 f"{budgets} images seen)")
 
 

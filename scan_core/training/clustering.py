@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -21,12 +22,14 @@ from scan_core.distributed import SINGLE, Group
 from scan_core.health import label_free_health
 from scan_core.losses.clustering import PROBABILITY_FLOOR, scan_loss
 from scan_core.models import ClusteringModel
+from scan_core.recipes import DEFAULT_RECIPE, RECIPES
 from scan_core.training.common import (
     EpochCallback,
     Images,
     as_input,
     autocast,
     check_finite,
+    compute_features,
     epoch_batches,
     epoch_generator,
     load_floats,
@@ -39,8 +42,11 @@ from scan_core.training.distributed import launch, parallel, portable_state, res
 from scan_core.training.warm_start import warm_start_heads
 
 
-# SCAN's augmentation (the paper's ablation compares its strong one with SimCLR's).
+# SCAN's augmentation (the paper's ablation compares its strong one with SimCLR's). ``none``:
+# the heads of a frozen backbone train on its features of the plain images, computed once.
 VIEWS = {"strong": strong_view, "simclr": simclr_view}
+CACHED_FEATURES = "none"
+AUGMENTATIONS = (*VIEWS, CACHED_FEATURES)
 
 
 _PARAMS = PARAM_DEFAULTS["scan"]
@@ -51,7 +57,8 @@ class ScanSettings:
     """One SCAN run. Defaults are params.yaml's (``scan_core.defaults.PARAM_DEFAULTS``); for
     ``epochs`` and ``batch_size``, which params.yaml leaves ``auto`` and the pipeline resolves
     from the images (``scan_core.defaults.resolve_stage``), concrete stand-ins: the authors'
-    50 epochs, batch 128."""
+    50 epochs, batch 128; ``lr``, ``update_backbone`` and ``augmentation`` (``auto``: the
+    recipe's) take the default recipe's values."""
 
     num_clusters: int = _PARAMS["num_clusters"]
     num_heads: int = _PARAMS["num_heads"]
@@ -59,11 +66,11 @@ class ScanSettings:
     entropy_weight: float = _PARAMS["entropy_weight"]
     epochs: int = 50
     batch_size: int = 128
-    lr: float = _PARAMS["lr"]
+    lr: float = RECIPES[DEFAULT_RECIPE].scan_lr
     weight_decay: float = _PARAMS["weight_decay"]
-    update_backbone: bool = _PARAMS["update_backbone"]
+    update_backbone: bool = RECIPES[DEFAULT_RECIPE].scan_update_backbone
     init: str = _PARAMS["init"]
-    augmentation: str = _PARAMS["augmentation"]
+    augmentation: str = RECIPES[DEFAULT_RECIPE].scan_augmentation
     seed: int = _PARAMS["seed"]
 
 
@@ -137,6 +144,25 @@ def scan_views(images: Images, neighbors: Tensor, rows: Tensor, view: Callable, 
     return torch.stack(view(pair, augment, generator).chunk(2), dim=1)
 
 
+def feature_views(features: Tensor, neighbors: Tensor, rows: Tensor, generator: torch.Generator,
+                  device: torch.device) -> Tensor:
+    """The cached features of the anchors ``rows`` and of one mined neighbor of each,
+    ``[B, 2, dim]`` on ``device``: what the heads of a frozen backbone see, with no image read."""
+    partners = sample_neighbors(neighbors, rows, generator)
+    return torch.stack([features[rows], features[partners]], dim=1).to(device, non_blocking=True)
+
+
+class HeadsOnFeatures(nn.Module):
+    """The heads of ``model`` applied to features its (frozen) backbone has already computed."""
+
+    def __init__(self, model: ClusteringModel) -> None:
+        super().__init__()
+        self.heads = model.heads
+
+    def forward(self, features: Tensor) -> Tensor:
+        return torch.stack([head(features) for head in self.heads])
+
+
 def scan_step(model: nn.Module, views: Tensor, entropy_weight: float,
               group: Group = SINGLE) -> tuple[Tensor, Tensor]:
     """The loss of one step on ``views`` ``[b, 2, C, H, W]`` (anchor, neighbor; this process's
@@ -148,6 +174,17 @@ def scan_step(model: nn.Module, views: Tensor, entropy_weight: float,
     terms = [scan_loss(a, n, entropy_weight, group) for a, n in zip(anchor_logits, neighbor_logits)]
     loss = torch.stack([head_terms[0] for head_terms in terms]).sum()
     return loss, torch.stack([torch.stack(head_terms) for head_terms in terms]).detach()
+
+
+@torch.no_grad()
+def heads_probabilities(model: ClusteringModel, features: Tensor, device: torch.device,
+                        batch_size: int = 4096) -> Tensor:
+    """Softmax of every head on cached features, ``[num_heads, N, num_clusters]`` on the CPU
+    (equal to ``predict_probabilities`` on the plain images while the backbone is frozen)."""
+    model.eval()
+    heads = HeadsOnFeatures(model)
+    return torch.cat([F.softmax(heads(features[start:start + batch_size].to(device)).float(), dim=-1).cpu()
+                      for start in range(0, len(features), batch_size)], dim=1)
 
 
 def train_scan(
@@ -203,23 +240,28 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
         warm_start_heads(model, images, augment, device, initial_clusters)
     if not settings.update_backbone:
         model.backbone.requires_grad_(False)
+    cached = settings.augmentation == CACHED_FEATURES
+    if cached and settings.update_backbone:
+        raise ValueError("scan augmentation 'none' trains the heads on cached features: it needs a frozen "
+                         "backbone (update_backbone False)")
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     history, start_epoch, state = resume(checkpoint, model, optimizer, "scan")
-    network = parallel(model, group, device)
+    features = compute_features(model.backbone, images, augment, 512, device).cpu() if cached else None
+    network = parallel(HeadsOnFeatures(model) if cached else model, group, device)
     best = state["best"] if state is not None else {"criterion": float("inf")}
     best_state = state["best_model"] if state is not None else None
     batch_size = min(settings.batch_size, len(images))
     epochs = tqdm(range(start_epoch, settings.epochs), desc="scan", disable=not (progress and group.main),
                   initial=start_epoch, total=settings.epochs)
-    view = VIEWS[settings.augmentation]
+    view = VIEWS.get(settings.augmentation)
     for epoch in epochs:
         model.train()
         if not settings.update_backbone:
             model.backbone.eval()
         generator = epoch_generator(settings.seed, epoch)
-        produce = partial(scan_views, images, neighbors, view=view, augment=augment, generator=generator,
-                          device=device)
+        produce = partial(feature_views, features, neighbors, generator=generator, device=device) if cached else \
+            partial(scan_views, images, neighbors, view=view, augment=augment, generator=generator, device=device)
         sums = torch.zeros(3)
         steps = 0
         for step, views in enumerate(epoch_batches(len(images), batch_size, generator, True, produce, group)):
@@ -234,7 +276,8 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
         if not group.main:
             continue
         total, consistency, entropy = (sums / steps).tolist()
-        probabilities = predict_probabilities(model, images, augment, 512, device)
+        probabilities = heads_probabilities(model, features, device) if cached else \
+            predict_probabilities(model, images, augment, 512, device)
         criteria = head_losses(probabilities, neighbors)
         head = int(criteria.argmin())
         record = {"epoch": epoch + 1, "loss": total, "consistency": consistency, "entropy": entropy,

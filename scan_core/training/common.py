@@ -93,7 +93,7 @@ def place(model: nn.Module, device: torch.device) -> nn.Module:
 
 def as_input(images: Tensor) -> Tensor:
     """A float batch laid out for the model: channels_last on CUDA."""
-    return images.contiguous(memory_format=torch.channels_last) if images.is_cuda else images
+    return images.contiguous(memory_format=torch.channels_last) if images.is_cuda and images.dim() == 4 else images
 
 
 def load_floats(images: object, rows: np.ndarray | Tensor, device: torch.device) -> Tensor:

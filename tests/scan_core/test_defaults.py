@@ -95,7 +95,8 @@ def test_digits_resolve_to_exactly_todays_settings():
 def test_photos_resolve_to_the_photo_recipe():
     resolved = resolve_stage("pretext", _defaults("pretext"), 2000, PHOTOS)
     assert (resolved["backbone"], resolved["epochs"], resolved["batch_size"]) == ("small_cnn", 30, 256)
-    assert resolve_stage("scan", _defaults("scan"), 2000, PHOTOS)["epochs"] == 15
+    scan = resolve_stage("scan", _defaults("scan"), 2000, PHOTOS)
+    assert (scan["epochs"], scan["update_backbone"], scan["augmentation"], scan["lr"]) == (90, False, "none", 1e-2)
     assert resolve_stage("selflabel", _defaults("selflabel"), 2000, PHOTOS)["epochs"] == 8
     augment = resolve_augment(_defaults("augment"), PHOTOS)
     assert (augment["hflip"], augment["rotation"], augment["crop_min_scale"], augment["jitter_strength"]) == \
@@ -117,7 +118,7 @@ def test_describe_marks_what_the_recipe_chose():
     assert line == "selflabel augment settings: hflip=True (auto: photo), strong_ops=2"
     values = {"epochs": "auto", "batch_size": "auto", "lr": 0.1}
     line = describe_auto("scan", values, resolve_stage("scan", values, 2000, PHOTOS), PHOTOS)
-    assert line == "scan settings: epochs=15 (auto: photo), batch_size=128 (auto), lr=0.1"
+    assert line == "scan settings: epochs=90 (auto: photo), batch_size=128 (auto), lr=0.1"
 
 
 def test_param_defaults_are_the_schemas():
@@ -138,4 +139,5 @@ def test_settings_dataclasses_default_to_the_schema(group):
         elif field.name in ("epochs", "batch_size"):
             assert isinstance(field.default, int) and field.default > 0, f"{group}.{field.name}"
         else:
-            assert field.default == getattr(recipe, field.name), f"{group}.{field.name}"
+            attribute = f"scan_{field.name}" if group == "scan" else field.name
+            assert field.default == getattr(recipe, attribute), f"{group}.{field.name}"

@@ -29,6 +29,7 @@ def test_small_grayscale_is_todays_digits_recipe():
     values = recipe_values(SMALL_GRAYSCALE, native_side=8, num_train=1797)
     assert values == {"data.image_size": 8, "augment.hflip": False, "augment.rotation": 15.0,
                       "augment.crop_min_scale": 0.6, "augment.jitter_strength": 0.4, "pretext.backbone": "small_cnn",
+                      "scan.update_backbone": True, "scan.augmentation": "strong", "scan.lr": 5e-4,
                       "pretext.epochs": 100, "scan.epochs": 40, "selflabel.epochs": 20}
     assert recipe_values(SMALL_GRAYSCALE, 28, 60000)["data.image_size"] == 28
     assert recipe_values(SMALL_GRAYSCALE, 96, 5000)["data.image_size"] == 64  # today's cap
@@ -38,7 +39,8 @@ def test_photo_mirrors_stays_upright_and_works_at_32_px():
     values = recipe_values(PHOTO, native_side=128, num_train=2000)
     assert values == {"data.image_size": 32, "augment.hflip": True, "augment.rotation": 0.0,
                       "augment.crop_min_scale": 0.35, "augment.jitter_strength": 0.5, "pretext.backbone": "small_cnn",
-                      "pretext.epochs": 30, "scan.epochs": 15, "selflabel.epochs": 8}
+                      "scan.update_backbone": False, "scan.augmentation": "none", "scan.lr": 1e-2,
+                      "pretext.epochs": 30, "scan.epochs": 90, "selflabel.epochs": 8}
     # Budgets keep today's floors and caps.
     assert recipe_values(PHOTO, 32, 1_000_000)["pretext.epochs"] == 20
     assert recipe_values(PHOTO, 32, 10)["selflabel.epochs"] == 200
@@ -83,9 +85,10 @@ def test_the_choice_round_trips_through_dataset_json_and_describes_itself():
     assert choice.as_dict()["epoch_budgets"]["pretext"] == [60_000, 20, 500]
     line = choice.describe()
     assert line.startswith("recipe photo (3 channels, native side 128 px, 1,785 images; colour): ")
-    assert "hflip on, rotation 0, crop 0.35, jitter 0.5, 32 px, small_cnn, epochs 34/17/9" in line
+    assert ("hflip on, rotation 0, crop 0.35, jitter 0.5, 32 px, small_cnn, SCAN heads on cached features of a "
+            "frozen backbone, epochs 34/100/9") in line
     digits = decide_recipe("auto", 1, 8, 1797, 1797).describe()
     assert digits.startswith("recipe small_grayscale (1 channel, native side 8 px, 1,797 images; ")
-    assert "hflip off, rotation 15, crop 0.6, jitter 0.4, 8 px, small_cnn, epochs 100/40/20" in digits
+    assert "hflip off, rotation 15, crop 0.6, jitter 0.4, 8 px, small_cnn, SCAN strong views, epochs 100/40/20" in digits
     assert "larger than 32 px" in decide_recipe("auto", 1, 128, 500, 500).reason
     assert ", 96 px (data.image_size), small_cnn," in choice.describe(image_size=96)

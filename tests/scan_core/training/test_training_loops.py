@@ -334,6 +334,59 @@ def test_scan_trains_on_the_view_its_settings_name(images, neighbors, augmentati
     assert calls[augmentation] > 0 and sum(calls.values()) == calls[augmentation]
 
 
+class CountingImages:
+    """A uint8 image store that counts the rows read through it (``read_rows`` slices it)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images, self.rows_read = images, 0
+        self.shape, self.dtype = images.shape, images.dtype
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, rows):
+        picked = self.images[rows]
+        self.rows_read += len(picked)
+        return picked
+
+
+def test_scan_on_cached_features_reads_no_image_per_epoch(images, neighbors) -> None:
+    """augmentation none: the frozen backbone's features are computed once (and once more by
+    the k-means warm start); the epochs, and the selection pass after each, read no image."""
+    from scan_core.training.warm_start import kmeans_partitions
+
+    settings = ScanSettings(**{**SCAN.__dict__, "augmentation": "none", "update_backbone": False, "lr": 1e-2})
+    initial = kmeans_partitions(images.flatten(1).float().numpy(), SCAN.num_clusters, SCAN.num_heads, 0)
+    counted = {}
+    for epochs in (1, 4):
+        store = CountingImages(images)
+        train_scan(_backbone(), store, neighbors, ScanSettings(**{**settings.__dict__, "epochs": epochs}), AUGMENT,
+                   _no_checkpoint(), CPU, progress=False, initial_clusters=initial)
+        counted[epochs] = store.rows_read
+    assert counted[1] == counted[4] == 2 * len(images)
+
+
+def test_scan_on_cached_features_trains_the_heads_the_images_give(images, neighbors) -> None:
+    """The heads trained on cached features predict on the plain images exactly what the
+    selection saw, and the SCAN loss they were chosen by is below the untrained heads'."""
+    settings = ScanSettings(**{**SCAN.__dict__, "epochs": 40, "augmentation": "none", "update_backbone": False,
+                               "lr": 5e-2})
+    model, history, selection = train_scan(_backbone(), images, neighbors, settings, AUGMENT, _no_checkpoint(), CPU,
+                                           progress=False)
+    probabilities = predict_probabilities(model, images, AUGMENT, 512, CPU)
+    assert float(head_losses(probabilities, neighbors)[0]) == pytest.approx(selection["criterion"], abs=1e-5)
+    torch.manual_seed(settings.seed)
+    untrained = ClusteringModel(_backbone(), SCAN.num_clusters, SCAN.num_heads)
+    before = head_losses(predict_probabilities(untrained, images, AUGMENT, 512, CPU), neighbors).min()
+    assert selection["criterion"] < float(before) - 0.05
+
+
+def test_scan_on_cached_features_needs_a_frozen_backbone(images, neighbors) -> None:
+    settings = ScanSettings(**{**SCAN.__dict__, "augmentation": "none", "update_backbone": True})
+    with pytest.raises(ValueError, match="frozen"):
+        _scan(images, neighbors, settings)
+
+
 # ---------------------------------------------------------------- selflabel
 
 
