@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from flows.dvc_file import render
-from scan_core.config import Params, ParamsError, known_keys, validate_params
+from scan_core.config import default_params_yaml
 from scan_core.names import WEIGHTS_DIR
 from tasks.stages import PROJECT_ROOT
 
@@ -56,21 +56,6 @@ def run_tool(command: list[str], cwd: Path) -> str:
     return result.stdout
 
 
-def params_text(overrides: dict[str, Any]) -> str:
-    """A complete ``params.yaml``: the schema's defaults with the flat ``group.key`` overrides."""
-    keys = set(known_keys())
-    unknown = sorted(set(overrides) - keys)
-    if unknown:
-        raise ParamsError(f"unknown params key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(keys))}")
-    nested = Params().model_dump()
-    for key, value in overrides.items():
-        group, name = key.split(".", 1)
-        nested[group][name] = value
-    validate_params(nested, "the options given")
-    return ("# SCAN pipeline parameters of this project (written by `scan cluster`; see the scan-pipeline docs).\n"
-            + yaml.safe_dump(nested, sort_keys=False))
-
-
 def prefect_text() -> str:
     """The worker deployment of this project: the installed flow file, run in this folder."""
     entrypoint = (PROJECT_ROOT / "flows" / "experiment.py").as_posix() + ":scan_experiment"
@@ -97,7 +82,7 @@ def _commit(directory: Path, message: str, paths: list[str]) -> None:
 
 def create_project(directory: Path, overrides: dict[str, Any]) -> None:
     """Make ``directory`` a git + DVC project for ``overrides`` (``data.*`` and the options given)."""
-    text = params_text(overrides)
+    text = default_params_yaml(overrides)
     if directory.exists() and any(directory.iterdir()):
         raise ProjectError(f"{directory} exists and is not a scan project (no .git, .dvc and dvc.yaml); "
                            "pass --project with a new or empty folder")
