@@ -13,22 +13,21 @@ from tasks.artifacts import EpochProgress
 
 def epoch_logger(logger: logging.Logger | logging.LoggerAdapter, stage: str, epochs: int,
                  describe: Callable[[dict], str]) -> EpochCallback:
-    """An ``on_epoch`` callback logging ``describe(record)``; after the first epoch it run,
-    it also logs the estimated time for the remaining ones. The stage's progress artifact is
-    created now, at 0 %, and moved on after every epoch."""
-    started = time.monotonic()
-    first: list[int] = []
+    """An ``on_epoch`` callback logging ``describe(record)``; after the second epoch it ran,
+    it also logs the estimated time for the remaining ones, from that epoch's duration (the
+    first carries the stage's one-off work: a warm start, cached features). The stage's
+    progress artifact is created now, at 0 %, and moved on after every epoch."""
+    ended: list[float] = []
     progress = EpochProgress(stage, epochs)
 
     def on_epoch(epoch: int, record: dict) -> None:
         logger.info("%s epoch %d/%d: %s", stage, epoch, epochs, describe(record))
         progress.update(epoch)
-        if not first:
-            first.append(epoch)
-            remaining = epochs - epoch
-            if remaining > 0:
-                seconds = (time.monotonic() - started) * remaining
-                logger.info("%s: about %s for the remaining %d epoch(s)", stage, _duration(seconds), remaining)
+        ended.append(time.monotonic())
+        remaining = epochs - epoch
+        if len(ended) == 2 and remaining > 0:
+            seconds = (ended[1] - ended[0]) * remaining
+            logger.info("%s: about %s for the remaining %d epoch(s)", stage, _duration(seconds), remaining)
 
     return on_epoch
 
