@@ -74,12 +74,15 @@ RECIPES: dict[str, Recipe] = {
     ),
     # Colour photos, and grayscale images larger than symbols: mirrored freely, upright, cropped
     # harder and jittered more (SimCLR's photo augmentations, a little milder for small images),
-    # worked on at 32 px with the small CNN, and budgets sized so that about 2,000 photos run
-    # the whole pipeline in under about 15 minutes on a 2-core CPU.
+    # worked on at 32 px with the small CNN, budgets sized so that about 2,000 photos run the
+    # whole pipeline in about 12 minutes on a 2-core CPU. SCAN trains only the heads, on the
+    # frozen backbone's cached features: on 1,767 colour pictures SCAN on image views lost to
+    # k-means on the same embeddings (ACC 0.371 vs 0.408) and heads on cached features won
+    # (0.425); 150,000 pretext images seen instead of 60,000 lifted both (k-means 0.465, SCAN 0.484).
     PHOTO: Recipe(
         max_image_size=32, hflip=True, rotation=0.0, crop_min_scale=0.35, jitter_strength=0.5,
         backbone="small_cnn", scan_update_backbone=False, scan_augmentation="none", scan_lr=1e-2,
-        epochs={"pretext": EpochBudget(60_000, 20, 500), "scan": EpochBudget(180_000, 10, 100),
+        epochs={"pretext": EpochBudget(150_000, 20, 500), "scan": EpochBudget(180_000, 10, 100),
                 "selflabel": EpochBudget(16_000, 5, 200)},
     ),
 }

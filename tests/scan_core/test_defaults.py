@@ -94,7 +94,7 @@ def test_digits_resolve_to_exactly_todays_settings():
 
 def test_photos_resolve_to_the_photo_recipe():
     resolved = resolve_stage("pretext", _defaults("pretext"), 2000, PHOTOS)
-    assert (resolved["backbone"], resolved["epochs"], resolved["batch_size"]) == ("small_cnn", 30, 256)
+    assert (resolved["backbone"], resolved["epochs"], resolved["batch_size"]) == ("small_cnn", 75, 256)
     scan = resolve_stage("scan", _defaults("scan"), 2000, PHOTOS)
     assert (scan["epochs"], scan["update_backbone"], scan["augmentation"], scan["lr"]) == (90, False, "none", 1e-2)
     assert resolve_stage("selflabel", _defaults("selflabel"), 2000, PHOTOS)["epochs"] == 8

@@ -40,7 +40,7 @@ def test_photo_mirrors_stays_upright_and_works_at_32_px():
     assert values == {"data.image_size": 32, "augment.hflip": True, "augment.rotation": 0.0,
                       "augment.crop_min_scale": 0.35, "augment.jitter_strength": 0.5, "pretext.backbone": "small_cnn",
                       "scan.update_backbone": False, "scan.augmentation": "none", "scan.lr": 1e-2,
-                      "pretext.epochs": 30, "scan.epochs": 90, "selflabel.epochs": 8}
+                      "pretext.epochs": 75, "scan.epochs": 90, "selflabel.epochs": 8}
     # Budgets keep today's floors and caps.
     assert recipe_values(PHOTO, 32, 1_000_000)["pretext.epochs"] == 20
     assert recipe_values(PHOTO, 32, 10)["selflabel.epochs"] == 200
@@ -82,11 +82,11 @@ def test_data_recipe_forces_a_recipe_and_says_so():
 def test_the_choice_round_trips_through_dataset_json_and_describes_itself():
     choice = decide_recipe("auto", channels=3, native_side=128, num_images=1785, num_train=1785)
     assert RecipeChoice.from_dict(choice.as_dict()) == choice
-    assert choice.as_dict()["epoch_budgets"]["pretext"] == [60_000, 20, 500]
+    assert choice.as_dict()["epoch_budgets"]["pretext"] == [150_000, 20, 500]
     line = choice.describe()
     assert line.startswith("recipe photo (3 channels, native side 128 px, 1,785 images; colour): ")
     assert ("hflip on, rotation 0, crop 0.35, jitter 0.5, 32 px, small_cnn, SCAN heads on cached features of a "
-            "frozen backbone, epochs 34/100/9") in line
+            "frozen backbone, epochs 84/100/9") in line
     digits = decide_recipe("auto", 1, 8, 1797, 1797).describe()
     assert digits.startswith("recipe small_grayscale (1 channel, native side 8 px, 1,797 images; ")
     assert "hflip off, rotation 15, crop 0.6, jitter 0.4, 8 px, small_cnn, SCAN strong views, epochs 100/40/20" in digits
