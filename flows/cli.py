@@ -85,6 +85,9 @@ def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.backbone is not None:
         options["pretext.backbone"] = args.backbone
     if args.weights is not None:
+        if args.backbone is None:
+            raise UsageError(f"--weights {args.weights} needs --backbone, the architecture the weights are for "
+                             "(for example --backbone resnet18)")
         options["pretext.method"] = "pretrained"
         options["pretext.weights"] = f"{WEIGHTS_DIR}/{args.weights.name}"
     options.update(parse_overrides(args.pairs))

@@ -220,6 +220,8 @@ BAD_ARGUMENTS = {
     "data.root": (["{images}", "-S", "data.root=x"], ["data.root", "IMAGES"]),
     "folder not a project": (["{images}", "--project", "{busy}"], ["notes", "not a scan project"]),
     "project of other images": (["{images}", "--project", "{project}"], ["other", "photos", "--project"]),
+    "weights without backbone": (["{images}", "--weights", "{file}"], ["--weights", "needs --backbone"]),
+    "weights missing": (["{images}", "--backbone", "resnet18", "--weights", "{tmp}/no.pth"], ["no.pth", "no such file"]),
 }
 
 
