@@ -151,7 +151,8 @@ def test_digits_record_the_small_grayscale_recipe_with_todays_values(tmp_path, m
         ("small_grayscale", 1, 8, 1797)
     assert recipe["values"] == {"data.image_size": 8, "augment.hflip": False, "augment.rotation": 15.0,
                                 "augment.crop_min_scale": 0.6, "augment.jitter_strength": 0.4,
-                                "pretext.backbone": "small_cnn", "pretext.epochs": 100, "scan.epochs": 40,
+                                "pretext.backbone": "small_cnn", "scan.update_backbone": True, "scan.augmentation": "strong",
+                                "scan.lr": 5e-4, "pretext.epochs": 100, "scan.epochs": 40,
                                 "selflabel.epochs": 20}
     assert info["image_size"] == 8
     lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("recipe ")]
