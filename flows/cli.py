@@ -25,7 +25,6 @@ from typing import Any
 from scan_core.config import ParamsError
 from scan_core.names import WEIGHTS_DIR
 
-PREDICTIONS = Path("artifacts/selflabel/predictions.parquet")
 METRICS = Path("metrics/evaluate.json")
 REPORT = Path("reports/index.html")
 CLUSTERS = Path("clusters")
@@ -105,10 +104,6 @@ def check_images(images: Path) -> Path:
     return images.resolve()
 
 
-def format_overrides(options: dict[str, Any]) -> list[str]:
-    return [f"-S{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in options.items()]
-
-
 def summary(project: Path) -> str:
     """What the run gave: scores (with labels), cluster sizes, where the clusters and the report are."""
     metrics = json.loads(METRICS.read_text()) if METRICS.exists() else {}
@@ -132,6 +127,7 @@ def summary(project: Path) -> str:
 def cluster(args: argparse.Namespace) -> int:
     from flows import layout
     from flows.project import ProjectError, create_project, is_project, project_root_of, refresh_project, tool_env
+    from flows.experiment import override_text
     from flows.server import run_with_server
 
     images = check_images(args.images)
@@ -152,7 +148,7 @@ def cluster(args: argparse.Namespace) -> int:
         shutil.copy2(args.weights, project / WEIGHTS_DIR / args.weights.name)
     os.chdir(project)
     os.environ.update(tool_env())
-    code = run_with_server([sys.executable, "-m", "flows.experiment", *format_overrides(options)])
+    code = run_with_server([sys.executable, "-m", "flows.experiment", *(f"-S{override_text(key, value)}" for key, value in options.items())])
     if code != 0:
         print(f"error: the pipeline failed (exit code {code}); see the log above. Rerun the same command to "
               "resume: the stages that finished are skipped", file=sys.stderr)

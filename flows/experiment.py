@@ -33,6 +33,11 @@ LOCK_FILE = Path(".scan_cache/locks/experiment.lock")
 METRICS_FILE = Path("metrics/evaluate.json")
 
 
+def override_text(key: str, value: Any) -> str:
+    """``key=value`` as ``-S`` takes it: strings as they are, everything else as JSON (YAML reads both)."""
+    return f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+
+
 def dvc_command(overrides: dict[str, Any], name: str | None) -> list[str]:
     """``dvc exp run`` with one ``-S key=value`` per override; unknown keys stop here, in one line."""
     keys = known_keys()
@@ -40,7 +45,7 @@ def dvc_command(overrides: dict[str, Any], name: str | None) -> list[str]:
     for key, value in overrides.items():
         if key not in keys:
             raise ParamsError(f"unknown params key {key!r} in overrides; known keys: {', '.join(keys)}")
-        command += ["-S", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+        command += ["-S", override_text(key, value)]
     return command + (["-n", name] if name else [])
 
 

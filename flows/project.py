@@ -70,6 +70,12 @@ def prefect_text() -> str:
             "# SCAN_PROJECT_DIR=$PWD prefect worker start --pool scan\n" + yaml.safe_dump(document, sort_keys=False))
 
 
+def write_generated(directory: Path) -> None:
+    """The files the installed package generates: ``dvc.yaml`` (its stage table) and ``prefect.yaml``."""
+    (directory / "dvc.yaml").write_text(render(code_root=PROJECT_ROOT, header=DVC_HEADER))
+    (directory / "prefect.yaml").write_text(prefect_text())
+
+
 def is_project(directory: Path) -> bool:
     return (directory / ".dvc").is_dir() and (directory / "dvc.yaml").is_file() and (directory / ".git").exists()
 
@@ -98,8 +104,7 @@ def create_project(directory: Path, overrides: dict[str, Any]) -> None:
     (directory / ".gitignore").write_text(GITIGNORE)
     (directory / WEIGHTS_DIR).mkdir(exist_ok=True)
     (directory / WEIGHTS_DIR / "README.md").write_text(WEIGHTS_README)
-    (directory / "prefect.yaml").write_text(prefect_text())
-    (directory / "dvc.yaml").write_text(render(code_root=PROJECT_ROOT, header=DVC_HEADER))
+    write_generated(directory)
     _commit(directory, "scan cluster: new project", [".gitignore", ".dvc", ".dvcignore", "params.yaml",
                                                      "dvc.yaml", "prefect.yaml", f"{WEIGHTS_DIR}/README.md"])
 
@@ -108,8 +113,7 @@ def refresh_project(directory: Path) -> None:
     """Before a later run: ``dvc.yaml`` and ``prefect.yaml`` follow the installed package (a new
     version may import other files), and ``params.yaml`` goes back to the project's committed
     values, so that each run is those values plus the options of its own command."""
-    (directory / "dvc.yaml").write_text(render(code_root=PROJECT_ROOT, header=DVC_HEADER))
-    (directory / "prefect.yaml").write_text(prefect_text())
+    write_generated(directory)
     _commit(directory, "scan cluster: dvc.yaml for the installed package", ["dvc.yaml", "prefect.yaml"])
     run_tool(["git", "checkout", "-q", "HEAD", "--", "params.yaml"], directory)
 
