@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,cpu]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,cpu,foundation]"
 	touch $@
 
 ## run: the whole pipeline on the embedded digits data set (dvc repro), then print the metrics

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from scan_core.config import ParamsError
-from scan_core.names import WEIGHTS_DIR
+from scan_core.names import WEIGHTS_DIR, is_foundation
 
 METRICS = Path("metrics/evaluate.json")
 REPORT = Path("reports/index.html")
@@ -61,10 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the project folder (default: scan-<name of IMAGES> in the current folder)")
     cluster.add_argument("--clusters", type=cluster_count, default=None, metavar="N|auto",
                          help="number of clusters, or auto to estimate it (default: scan.num_clusters of the params)")
-    cluster.add_argument("--backbone", default=None, metavar="NAME", help="pretext.backbone (e.g. small_cnn, resnet18)")
+    cluster.add_argument("--backbone", default=None, metavar="NAME",
+                         help="pretext.backbone: small_cnn, resnet18, ..., or a frozen foundation model, "
+                              "timm/<model> (e.g. timm/vit_small_patch14_dinov2.lvd142m) or open_clip/<arch>:<tag> "
+                              "(e.g. open_clip/ViT-B-32:laion2b_s34b_b79k), weights from the Hugging Face cache")
     cluster.add_argument("--weights", type=Path, default=None, metavar="FILE",
-                         help="pretrained backbone weights (a state dict): copied into DIR/weights/, no pretext "
-                              "training (pretext.method pretrained)")
+                         help="pretrained backbone weights (a state dict, .pth or .safetensors): copied into "
+                              "DIR/weights/, no pretext training (pretext.method pretrained)")
     cluster.add_argument("-S", "--set", dest="pairs", action="append", default=[], metavar="KEY=VALUE",
                          help="any params key, as dvc exp run -S (repeatable), e.g. -S scan.entropy_weight=2")
     commands.add_parser("predict", help="sort new images with a trained model (scan predict --help)", add_help=False)
@@ -90,10 +93,28 @@ def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
         options["pretext.method"] = "pretrained"
         options["pretext.weights"] = f"{WEIGHTS_DIR}/{args.weights.name}"
     options.update(parse_overrides(args.pairs))
+    if args.backbone is not None and is_foundation(args.backbone):
+        options = foundation_options(args.backbone, args.weights, options)
     if fixed := sorted(FIXED_KEYS & set(options)):
         raise UsageError(f"{', '.join(fixed)} are set by scan cluster from IMAGES; make another project "
                          "(--project) for other images")
     return options
+
+
+def foundation_options(backbone: str, weights: Path | None, options: dict[str, Any]) -> dict[str, Any]:
+    """A foundation backbone is used frozen with trained weights, on images stored at its own
+    input side; the name and, without ``--weights``, the cached weights are checked here,
+    before anything is made (one line saying what to fetch where)."""
+    from scan_core import foundation
+
+    try:
+        foundation.check_name(backbone)
+        if weights is None:
+            foundation.check_hub_weights(backbone)
+        side = foundation.preprocessing(backbone).input_size
+    except (ImportError, ValueError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from None
+    return {"pretext.method": "pretrained", "data.image_size": side, **options}
 
 
 def check_images(images: Path) -> Path:

@@ -21,7 +21,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scan_core.defaults import PARAM_DEFAULTS
-from scan_core.names import BACKBONES, DATASET_NAMES, PRETEXT_METHODS, WEIGHTS_DIR, is_weights_file
+from scan_core.names import (BACKBONES, DATASET_NAMES, FOUNDATION_PREFIXES, HEAD_KINDS, PRETEXT_METHODS,
+                             WEIGHTS_DIR, is_foundation, is_weights_file)
 from scan_core.recipes import AUTO, RECIPE_NAMES
 
 
@@ -76,7 +77,8 @@ class AugmentParams(Group):
 class PretextParams(Group):
     method: Literal[PRETEXT_METHODS] = DEFAULTS["pretext"]["method"]  # type: ignore[valid-type]
     weights: str | None = DEFAULTS["pretext"]["weights"]
-    backbone: Literal[(AUTO, *BACKBONES)] = DEFAULTS["pretext"]["backbone"]  # type: ignore[valid-type]
+    # one of BACKBONES, or a foundation model: timm/<model>[.<tag>], open_clip/<architecture>:<tag>
+    backbone: str = DEFAULTS["pretext"]["backbone"]
     epochs: auto_or_int(1) = DEFAULTS["pretext"]["epochs"]  # type: ignore[valid-type]
     batch_size: auto_or_int(2) = DEFAULTS["pretext"]["batch_size"]  # type: ignore[valid-type]
     lr: float = Field(DEFAULTS["pretext"]["lr"], gt=0)
@@ -84,6 +86,23 @@ class PretextParams(Group):
     temperature: float = Field(DEFAULTS["pretext"]["temperature"], gt=0)
     projection_dim: int = Field(DEFAULTS["pretext"]["projection_dim"], ge=2)
     seed: int = Field(DEFAULTS["pretext"]["seed"], ge=0)
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, backbone: str) -> str:
+        """The model name itself is checked by the pretext stage (timm and open_clip import slowly)."""
+        if backbone != AUTO and backbone not in BACKBONES and not (
+                is_foundation(backbone) and len(backbone) > len(backbone.split("/")[0]) + 1):
+            raise ValueError(f"unknown backbone {backbone!r}; valid: {AUTO}, {', '.join(BACKBONES)}, or a foundation "
+                             f"model {FOUNDATION_PREFIXES[0]}<model> / {FOUNDATION_PREFIXES[1]}<architecture>:<tag>")
+        return backbone
+
+    @model_validator(mode="after")
+    def _foundation_models_are_pretrained(self) -> "PretextParams":
+        if is_foundation(self.backbone) and self.method != "pretrained":
+            raise ValueError(f"pretext.backbone = {self.backbone} is a foundation model, used frozen with its own "
+                             f"weights: set pretext.method: pretrained (scan cluster --backbone does)")
+        return self
 
     @field_validator("weights")
     @classmethod
@@ -116,6 +135,8 @@ class ScanParams(Group):
     entropy_weight: float = Field(DEFAULTS["scan"]["entropy_weight"], ge=0)
     num_clusters: auto_or_int(2) = DEFAULTS["scan"]["num_clusters"]  # type: ignore[valid-type]
     num_heads: int = Field(DEFAULTS["scan"]["num_heads"], ge=1)
+    # linear (SCAN's) or mlp: two layers, 512 wide (TEMI's, for frozen foundation features)
+    head: Literal[HEAD_KINDS] = DEFAULTS["scan"]["head"]  # type: ignore[valid-type]
     epochs: auto_or_int(1) = DEFAULTS["scan"]["epochs"]  # type: ignore[valid-type]
     batch_size: auto_or_int(2) = DEFAULTS["scan"]["batch_size"]  # type: ignore[valid-type]
     lr: auto_or(float, gt=0) = DEFAULTS["scan"]["lr"]  # type: ignore[valid-type]

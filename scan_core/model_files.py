@@ -31,6 +31,7 @@ def load_contrastive_model(path: Path | str) -> tuple[ContrastiveModel, dict[str
 def load_clustering_model(path: Path | str) -> tuple[ClusteringModel, dict[str, Any]]:
     """The one-head classifier of the scan or selflabel stage and its description."""
     state = load_checkpoint(path)
-    model = ClusteringModel(build_backbone(state["backbone"], state["in_channels"]), state["num_clusters"], 1)
+    model = ClusteringModel(build_backbone(state["backbone"], state["in_channels"]), state["num_clusters"], 1,
+                            state.get("head", "linear"))
     model.load_state_dict(state["model"])
     return model, _description(state)

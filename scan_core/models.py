@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import resnet18, resnet50
 
-from scan_core.names import BACKBONES
+from scan_core.names import BACKBONES, HEAD_KINDS, is_foundation
 
 
 class SmallConvNet(nn.Module):
@@ -56,7 +56,13 @@ def build_backbone(name: str, in_channels: int) -> nn.Module:
 
     ``resnet18_cifar`` is ResNet-18 with the CIFAR stem (3x3 conv, no max-pool), as in
     SCAN's CIFAR/STL recipe; ``resnet18`` and ``resnet50`` keep torchvision's ImageNet stem.
+    A foundation model (``timm/...``, ``open_clip/...``) comes with random weights here
+    (``scan_core.foundation.load_foundation`` gives its trained ones) and takes any channel count.
     """
+    if is_foundation(name):
+        from scan_core.foundation import FoundationBackbone  # timm and open_clip are an optional extra
+
+        return FoundationBackbone(name)
     if name == "small_cnn":
         return SmallConvNet(in_channels)
     if name in ("resnet18_cifar", "resnet18", "resnet50"):
@@ -88,20 +94,37 @@ class ContrastiveModel(nn.Module):
         return self.head(self.backbone(images))
 
 
+MLP_HIDDEN = 512  # TEMI's heads on frozen foundation features: two layers, 512 wide
+
+
+def cluster_head(kind: str, in_features: int, num_clusters: int) -> nn.Module:
+    """One head: a linear layer (SCAN's), or a two-layer MLP (what heads on frozen foundation
+    features use: a linear map of such features separates fewer semantic classes)."""
+    if kind == "linear":
+        return nn.Linear(in_features, num_clusters)
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(in_features, MLP_HIDDEN), nn.ReLU(inplace=True),
+                             nn.Linear(MLP_HIDDEN, num_clusters))
+    raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(HEAD_KINDS)}")
+
+
 class ClusteringModel(nn.Module):
-    """Backbone with ``num_heads`` linear heads of ``num_clusters`` logits each.
+    """Backbone with ``num_heads`` heads (``cluster_head``) of ``num_clusters`` logits each.
 
     ``forward`` returns logits ``[num_heads, B, num_clusters]``; after head selection a
     model keeps a single head and still returns a leading head axis of size 1.
     """
 
-    def __init__(self, backbone: nn.Module, num_clusters: int, num_heads: int = 1) -> None:
+    def __init__(self, backbone: nn.Module, num_clusters: int, num_heads: int = 1, head: str = "linear") -> None:
         super().__init__()
         self.backbone = backbone
-        self.heads = nn.ModuleList(nn.Linear(backbone.output_dim, num_clusters) for _ in range(num_heads))
+        self.heads = nn.ModuleList(cluster_head(head, backbone.output_dim, num_clusters) for _ in range(num_heads))
 
     def forward(self, images: Tensor) -> Tensor:
-        features = self.backbone(images)
+        return self.heads_on(self.backbone(images))
+
+    def heads_on(self, features: Tensor) -> Tensor:
+        """Every head's logits on backbone ``features`` already computed."""
         return torch.stack([head(features) for head in self.heads])
 
     def keep_head(self, index: int) -> None:

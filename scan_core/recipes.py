@@ -87,6 +87,9 @@ RECIPES: dict[str, Recipe] = {
     ),
 }
 RECIPE_NAMES = tuple(RECIPES)
+# What scan's auto keys become over a foundation backbone (timm/..., open_clip/...), whatever the
+# recipe: the heads train on its cached features, as in TEMI and SCAN's own ImageNet setting.
+FOUNDATION_SCAN_VALUES = {"scan.update_backbone": False, "scan.augmentation": "none", "scan.lr": RECIPES[PHOTO].scan_lr}
 # The params.yaml keys a recipe sets when they are ``auto``.
 AUGMENT_KEYS = ("hflip", "rotation", "crop_min_scale", "jitter_strength")
 SCAN_KEYS = ("update_backbone", "augmentation", "lr")
@@ -167,6 +170,12 @@ class RecipeChoice:
                 "num_images": self.num_images, "values": dict(self.values),
                 "epoch_budgets": {stage: [budget.images_seen, budget.min_epochs, budget.max_epochs]
                                   for stage, budget in RECIPES[self.name].epochs.items()}}
+
+    def over_foundation_backbone(self, backbone: str) -> RecipeChoice:
+        """This choice with scan's keys set for heads on the cached features of ``backbone``."""
+        return RecipeChoice(name=self.name, reason=f"{self.reason}; heads on the frozen features of {backbone}",
+                            channels=self.channels, native_side=self.native_side, num_images=self.num_images,
+                            values={**self.values, **FOUNDATION_SCAN_VALUES})
 
     @classmethod
     def from_dict(cls, recorded: dict[str, Any]) -> RecipeChoice:

@@ -12,11 +12,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from prefect import get_run_logger
+
 from scan_core.augment.settings import AugmentSettings
 from scan_core.model_files import load_contrastive_model
 from scan_core.training.common import compute_features
 from tasks.artifacts import publish_key_numbers
 from tasks.common import StagedOutputs, stage_task
+from tasks.compute import pixel_statistics
 from tasks.device import device
 from tasks.paths import BACKBONE_FEATURES_FILE, EMBEDDINGS_FILE, PRETEXT_MODEL_FILE
 from tasks.prepared import load_prepared
@@ -26,10 +29,15 @@ from tasks.stages import group
 @stage_task("embed")
 def embed(params: dict, inputs: dict, out: StagedOutputs) -> None:
     prepared = load_prepared()
-    normalisation = AugmentSettings(mean=tuple(prepared.info["mean"]), std=tuple(prepared.info["std"]))
-    model = load_contrastive_model(PRETEXT_MODEL_FILE)[0].to(device())
+    model, description = load_contrastive_model(PRETEXT_MODEL_FILE)
+    model = model.to(device())
+    normalisation = AugmentSettings(**pixel_statistics(prepared.info, description["backbone"]))
     batch_size = group(params, "embed")["batch_size"]
     numbers: dict = {"images": len(prepared.images)}
+    if "preprocessing" in description:  # a foundation model: its own size and statistics, applied inside it
+        get_run_logger().info("embed: %s, %s", description["backbone"],
+                              model.backbone.preprocessing.describe(prepared.info["image_size"]))
+        numbers |= {f"input {key}": value for key, value in description["preprocessing"].items()}
     # One pass through the backbone; the projection head (identity for a pretrained
     # backbone) then runs on its features, which costs next to nothing.
     backbone_features = compute_features(model.backbone, prepared.images, normalisation, batch_size, device())

@@ -11,7 +11,8 @@ from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.cluster_count import CRITERION, estimate_num_clusters
 from scan_core.defaults import AUTO, auto_cluster_counts, describe_auto, resolve_stage
 from scan_core.model_files import load_contrastive_model, save_model
-from scan_core.training.clustering import ScanSettings, collapse_report, collapse_warning, train_scan
+from scan_core.names import is_foundation
+from scan_core.training.clustering import CACHED_FEATURES, ScanSettings, collapse_report, collapse_warning, train_scan
 from scan_core.training.distributed import describe
 from scan_core.training.warm_start import kmeans_partitions
 from tasks.artifacts import publish_key_numbers
@@ -32,8 +33,14 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
     logger = get_run_logger()
     prepared = load_prepared()
     values = group(params, "scan")
-    # auto keys: the recipe prepare recorded (epochs) and the image count (batch size, clusters).
-    resolved = resolve_stage("scan", values, len(prepared.train_rows), prepared.recipe)
+    pretext_model, pretext_description = load_contrastive_model(PRETEXT_MODEL_FILE)
+    backbone_name = pretext_description["backbone"]
+    recipe = prepared.recipe
+    if is_foundation(backbone_name):
+        recipe = recipe.over_foundation_backbone(backbone_name)
+    # auto keys: the recipe prepare recorded (epochs; over a foundation backbone, cached-feature
+    # heads) and the image count (batch size, clusters).
+    resolved = resolve_stage("scan", values, len(prepared.train_rows), recipe)
     embeddings = load_rows(EMBEDDINGS_FILE, prepared)[prepared.train_rows]
     estimate = None
     if values["num_clusters"] == AUTO:
@@ -43,13 +50,12 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
         logger.info("scan.num_clusters auto: %d clusters, the fewest within %.0f%% of the best %s (%s)",
                     estimate.chosen, 100 * estimate.tolerance, CRITERION,
                     ", ".join(f"{count}: {value:.3f}" for count, value in estimate.curve.items()))
-    logger.info(describe_auto("scan", values, resolved, prepared.recipe))
+    logger.info(describe_auto("scan", values, resolved, recipe))
     logger.info(describe("scan", processes(), device()))
     settings = ScanSettings(**resolved)
     train_images = prepared.train_images
-    augment = augment_settings("scan", prepared.info, group(params, "augment"), logger)
+    augment = augment_settings("scan", prepared.info, group(params, "augment"), logger, backbone_name)
     checkpoint = TrainingCheckpoint(checkpoint_file("scan"), stage_key("scan", params, inputs))
-    pretext_model, pretext_description = load_contrastive_model(PRETEXT_MODEL_FILE)
     initial_clusters = None
     if settings.init == "kmeans":
         initial_clusters = kmeans_partitions(embeddings, settings.num_clusters, settings.num_heads, settings.seed)
@@ -71,9 +77,10 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
     )
     logger.info("kept head %d of %d from epoch %d (lowest SCAN loss with entropy weight 1: %.4f)",
                 selection["head"], selection["heads"], selection["epoch"], selection["criterion"])
-    save_model(out(SCAN_MODEL_FILE), model.cpu(), backbone=pretext_description["backbone"],
-               in_channels=prepared.info["channels"], num_clusters=settings.num_clusters,
-               image_size=prepared.info["image_size"], mean=augment.mean, std=augment.std)
+    save_model(out(SCAN_MODEL_FILE), model.cpu(), backbone=backbone_name, in_channels=prepared.info["channels"],
+               num_clusters=settings.num_clusters, head=settings.head, image_size=prepared.info["image_size"],
+               mean=augment.mean, std=augment.std, heads_on_features=settings.augmentation == CACHED_FEATURES,
+               **{key: pretext_description[key] for key in ("preprocessing",) if key in pretext_description})
     probabilities = write_predictions(out(SCAN_PREDICTIONS_FILE), model, prepared, augment)
     report = collapse_report(torch.from_numpy(probabilities[prepared.train_rows]))
     summary = {"settings": resolved, "selection": selection, **report, "history": history}

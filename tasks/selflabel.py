@@ -32,9 +32,12 @@ def selflabel(params: dict, inputs: dict, out: StagedOutputs) -> None:
     resolved = resolve_stage("selflabel", values, len(prepared.train_rows), prepared.recipe)
     logger.info(describe_auto("selflabel", values, resolved, prepared.recipe))
     logger.info(describe("selflabel", processes(), device()))
-    settings = SelflabelSettings(**resolved)
-    augment = augment_settings("selflabel", prepared.info, group(params, "augment"), logger)
     scan_model, description = load_clustering_model(SCAN_MODEL_FILE)
+    # Heads the scan stage trained on a frozen backbone's cached features go on from them.
+    settings = SelflabelSettings(**resolved, heads_on_features=description.get("heads_on_features", False))
+    if settings.heads_on_features:
+        logger.info("selflabel: the heads train on the frozen %s's cached features", description["backbone"])
+    augment = augment_settings("selflabel", prepared.info, group(params, "augment"), logger, description["backbone"])
     checkpoint = TrainingCheckpoint(checkpoint_file("selflabel"), stage_key("selflabel", params, inputs))
     model, history = train_selflabel(
         scan_model,

@@ -62,6 +62,7 @@ class ScanSettings:
 
     num_clusters: int = _PARAMS["num_clusters"]
     num_heads: int = _PARAMS["num_heads"]
+    head: str = _PARAMS["head"]  # linear (SCAN's) or mlp (scan_core.models.cluster_head)
     num_neighbors: int = _PARAMS["num_neighbors"]
     entropy_weight: float = _PARAMS["entropy_weight"]
     epochs: int = 50
@@ -153,14 +154,25 @@ def feature_views(features: Tensor, neighbors: Tensor, rows: Tensor, generator: 
 
 
 class HeadsOnFeatures(nn.Module):
-    """The heads of ``model`` applied to features its (frozen) backbone has already computed."""
+    """The heads of ``model`` applied to features its (frozen) backbone has already computed.
+
+    Linear heads run as one matrix product of the features with all their weights side by
+    side: on cached features the heads are all the work there is, and ten small products
+    cost several times one wide one.
+    """
 
     def __init__(self, model: ClusteringModel) -> None:
         super().__init__()
         self.heads = model.heads
+        self.linear = all(isinstance(head, nn.Linear) for head in self.heads)
 
     def forward(self, features: Tensor) -> Tensor:
-        return torch.stack([head(features) for head in self.heads])
+        if not self.linear:
+            return torch.stack([head(features) for head in self.heads])
+        weights = torch.cat([head.weight for head in self.heads])  # [heads * C, dim]
+        biases = torch.cat([head.bias for head in self.heads])
+        logits = F.linear(features, weights, biases)  # [B, heads * C]
+        return logits.view(len(features), len(self.heads), -1).transpose(0, 1)
 
 
 def scan_step(model: nn.Module, views: Tensor, entropy_weight: float,
@@ -200,6 +212,7 @@ def train_scan(
     probe: ProbabilityProbe | None = None,
     initial_clusters: Tensor | None = None,
     processes: int = 1,
+    features: Tensor | None = None,
 ) -> tuple[ClusteringModel, list[dict[str, float]], dict]:
     """Train the clustering heads (and the backbone unless frozen) and keep the best head
     *and epoch*: after every epoch each head's SCAN loss with entropy weight 1 over all mined
@@ -212,12 +225,15 @@ def train_scan(
     embeddings) warm-starts the heads (``warm_start_heads``). With ``processes`` > 1 training
     runs in that many processes on the same global batches and draws (the selection pass on
     the main one); ``images`` and ``probe`` must then pickle.
+    ``features`` (``[N, backbone.output_dim]``, with augmentation ``none``) are the frozen
+    backbone's outputs on the plain images when the caller has them already (features of a
+    foundation model exported once); ``images`` is then not read at all.
     Returns the model, per-epoch history, and the selection (epoch, head, criterion).
     """
-    arguments = (images, neighbors, settings, augment, checkpoint, progress, probe, initial_clusters)
+    arguments = (images, neighbors, settings, augment, checkpoint, progress, probe, initial_clusters, features)
     if processes > 1:
         state, history, selection = launch(_scan_process, processes, device, on_epoch, backbone, *arguments)
-        model = restore_state(ClusteringModel(backbone, settings.num_clusters, 1), state)
+        model = restore_state(ClusteringModel(backbone, settings.num_clusters, 1, settings.head), state)
         return model.to(device), history, selection
     return _train(SINGLE, device, on_epoch, backbone, *arguments)
 
@@ -230,28 +246,35 @@ def _scan_process(group: Group, device: torch.device, on_epoch: EpochCallback | 
 
 def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, backbone: nn.Module, images: Images,
            neighbors: Tensor, settings: ScanSettings, augment: AugmentSettings, checkpoint: TrainingCheckpoint,
-           progress: bool, probe: ProbabilityProbe | None,
-           initial_clusters: Tensor | None) -> tuple[ClusteringModel, list[dict[str, float]], dict]:
+           progress: bool, probe: ProbabilityProbe | None, initial_clusters: Tensor | None,
+           features: Tensor | None) -> tuple[ClusteringModel, list[dict[str, float]], dict]:
     """The training loop of one process of ``group``; only the main one selects and writes
     (the others' model and history are not the result)."""
     seed_everything(settings.seed)
-    model = place(ClusteringModel(backbone, settings.num_clusters, settings.num_heads), device)
-    if initial_clusters is not None and group.main:  # the others receive the main one's weights (DDP)
-        warm_start_heads(model, images, augment, device, initial_clusters)
-    if not settings.update_backbone:
-        model.backbone.requires_grad_(False)
+    model = place(ClusteringModel(backbone, settings.num_clusters, settings.num_heads, settings.head), device)
     cached = settings.augmentation == CACHED_FEATURES
     if cached and settings.update_backbone:
         raise ValueError("scan augmentation 'none' trains the heads on cached features: it needs a frozen "
                          "backbone (update_backbone False)")
+    if features is not None and not cached:
+        raise ValueError("features are the frozen backbone's: they need augmentation 'none'")
+    if cached and features is None:  # the one pass of the frozen backbone over the images
+        features = compute_features(model.backbone, images, augment, 512, device)
+    features = features.cpu() if cached else None
+    if initial_clusters is not None and group.main:  # the others receive the main one's weights (DDP)
+        warm_start_heads(model, images, augment, device, initial_clusters, features=features)
+    if not settings.update_backbone:
+        model.backbone.requires_grad_(False)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
-    history, start_epoch, state = resume(checkpoint, model, optimizer, "scan")
-    features = compute_features(model.backbone, images, augment, 512, device).cpu() if cached else None
+    # What changes, so what a checkpoint and the best epoch keep: a frozen backbone is the pretext's.
+    trained = model if settings.update_backbone else model.heads
+    history, start_epoch, state = resume(checkpoint, trained, optimizer, "scan")
     network = parallel(HeadsOnFeatures(model) if cached else model, group, device)
     best = state["best"] if state is not None else {"criterion": float("inf")}
     best_state = state["best_model"] if state is not None else None
-    batch_size = min(settings.batch_size, len(images))
+    count = len(features) if cached else len(images)
+    batch_size = min(settings.batch_size, count)
     epochs = tqdm(range(start_epoch, settings.epochs), desc="scan", disable=not (progress and group.main),
                   initial=start_epoch, total=settings.epochs)
     view = VIEWS.get(settings.augmentation)
@@ -264,7 +287,7 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
             partial(scan_views, images, neighbors, view=view, augment=augment, generator=generator, device=device)
         sums = torch.zeros(3)
         steps = 0
-        for step, views in enumerate(epoch_batches(len(images), batch_size, generator, True, produce, group)):
+        for step, views in enumerate(epoch_batches(count, batch_size, generator, True, produce, group)):
             loss, terms = scan_step(network, views, settings.entropy_weight, group)
             values = group.mean(torch.cat([loss.detach().view(1), terms.flatten()])).cpu()
             check_finite(values[0], "scan", epoch + 1, step + 1)
@@ -287,14 +310,14 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
             record.update(probe(probabilities[head]))
         if record["selection_loss"] < best["criterion"]:
             best = {"epoch": epoch + 1, "head": head, "criterion": record["selection_loss"]}
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(trained.state_dict())
         history.append(record)
-        checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+        checkpoint.save({"model": trained.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                          "history": history, "best": best, "best_model": best_state})
         epochs.set_postfix(loss=f"{total:.3f}", agreement=f"{record['neighbor_agreement']:.3f}")
         if on_epoch:
             on_epoch(epoch + 1, record)
     if group.main:
-        model.load_state_dict(best_state)  # epochs >= 1, and a resumed checkpoint carries its choice
+        trained.load_state_dict(best_state)  # epochs >= 1, and a resumed checkpoint carries its choice
         model.keep_head(best["head"])
     return model, history, {**best, "heads": settings.num_heads}

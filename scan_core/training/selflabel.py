@@ -19,12 +19,14 @@ from scan_core.defaults import PARAM_DEFAULTS
 from scan_core.distributed import SINGLE, Group
 from scan_core.losses.confidence import confidence_ce
 from scan_core.models import ClusteringModel
+from scan_core.training.clustering import HeadsOnFeatures, heads_probabilities
 from scan_core.training.common import (
     EpochCallback,
     Images,
     as_input,
     autocast,
     check_finite,
+    compute_features,
     epoch_batches,
     epoch_generator,
     load_floats,
@@ -57,12 +59,39 @@ class SelflabelSettings:
     seed: int = _PARAMS["seed"]
     ema: float = _PARAMS["ema"]
     patience: int = _PARAMS["patience"]
+    # The heads of a frozen backbone, trained on its cached features (scan.augmentation none):
+    # the backbone runs once, no image is read per epoch, and the "strong view" of a feature
+    # is the feature itself, so self-labeling sharpens the heads on their confident images.
+    heads_on_features: bool = False
+
+
+Scorer = Callable[[ClusteringModel], Tensor]
+
+
+def image_scorer(images: Images, augment: AugmentSettings, device: torch.device) -> Scorer:
+    """The first head's probabilities on the plain images, ``[N, num_clusters]``."""
+    return lambda model: predict_probabilities(model, images, augment, 512, device)[0]
+
+
+def feature_scorer(features: Tensor, device: torch.device) -> Scorer:
+    """The first head's probabilities on cached backbone features, ``[N, num_clusters]``."""
+    return lambda model: heads_probabilities(model, features, device)[0]
+
+
+def confident_count(probabilities: Tensor, threshold: float) -> int:
+    return int((probabilities.max(dim=1).values > threshold).sum())
 
 
 def count_confident(model: ClusteringModel, images: Images, augment: AugmentSettings,
                     threshold: float, device: torch.device) -> int:
-    probabilities = predict_probabilities(model, images, augment, 512, device)[0]
-    return int((probabilities.max(dim=1).values > threshold).sum())
+    """How many plain images the first head predicts above ``threshold``."""
+    return confident_count(image_scorer(images, augment, device)(model), threshold)
+
+
+def feature_views(features: Tensor, rows: Tensor, device: torch.device) -> Tensor:
+    """The cached features of ``rows`` as both views, ``[B, 2, dim]`` on ``device``."""
+    chosen = features[rows].to(device, non_blocking=True)
+    return torch.stack([chosen, chosen], dim=1)
 
 
 def update_ema(average: ClusteringModel, model: ClusteringModel, decay: float) -> None:
@@ -146,23 +175,31 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
     images, chooses and writes, and tells the others when to stop."""
     seed_everything(settings.seed)
     model = place(model, device)
+    features = None
+    if settings.heads_on_features:
+        features = compute_features(model.backbone, images, augment, 512, device).cpu()
+        model.backbone.requires_grad_(False)
+    score = feature_scorer(features, device) if features is not None else image_scorer(images, augment, device)
     scored = copy.deepcopy(model) if settings.ema > 0 else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    # What changes, so what a checkpoint and the best epoch keep: a frozen backbone is the scan stage's.
+    trained, scored_trained = (model.heads, scored.heads) if features is not None else (model, scored)
+    optimizer = torch.optim.Adam([parameter for parameter in model.parameters() if parameter.requires_grad],
+                                 lr=settings.lr, weight_decay=settings.weight_decay)
     initial_confident = group.decide(
-        count_confident(model, images, augment, settings.threshold, device) if group.main else 0, device)
-    best_state, best_confident, best_epoch = (copy.deepcopy(model.state_dict()) if group.main else None,
+        confident_count(score(model), settings.threshold) if group.main else 0, device)
+    best_state, best_confident, best_epoch = (copy.deepcopy(trained.state_dict()) if group.main else None,
                                               initial_confident, 0)
-    history, start_epoch, state = resume(checkpoint, model, optimizer, "selflabel")
+    history, start_epoch, state = resume(checkpoint, trained, optimizer, "selflabel")
     if state is not None:
         best_state, best_confident, best_epoch = state["best_model"], state["best_confident"], state["best_epoch"]
         if settings.ema > 0:
-            scored.load_state_dict(state["ema_model"])
+            scored_trained.load_state_dict(state["ema_model"])
     if initial_confident == 0:
         if group.main:
             logger.warning("selflabel: no image is predicted above threshold %s; keeping the clustering model",
                            settings.threshold)
         start_epoch = settings.epochs  # nothing to learn from
-    network = parallel(model, group, device)
+    network = parallel(HeadsOnFeatures(model) if features is not None else model, group, device)
     batch_size = min(settings.batch_size, len(images))
     epochs = tqdm(range(start_epoch, settings.epochs), desc="selflabel", disable=not (progress and group.main),
                   initial=start_epoch, total=settings.epochs)
@@ -172,8 +209,11 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
                 logger.info("selflabel: no new confident maximum for %d epochs; stopping", settings.patience)
             break
         model.train()
+        if features is not None:
+            model.backbone.eval()
         generator = epoch_generator(settings.seed, epoch)
-        produce = partial(selflabel_views, images, augment=augment, generator=generator, device=device)
+        produce = partial(feature_views, features, device=device) if features is not None else \
+            partial(selflabel_views, images, augment=augment, generator=generator, device=device)
         total, steps = 0.0, 0
         for step, views in enumerate(epoch_batches(len(images), batch_size, generator, False, produce, group)):
             loss, _ = selflabel_step(network, views, settings.threshold, settings.class_balance, group)
@@ -187,21 +227,21 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
             total, steps = total + value.item(), steps + 1
         if not group.main:
             continue
-        probabilities = predict_probabilities(scored, images, augment, 512, device)[0]
-        confident = int((probabilities.max(dim=1).values > settings.threshold).sum())
+        probabilities = score(scored)
+        confident = confident_count(probabilities, settings.threshold)
         if confident > best_confident:
-            best_state, best_confident, best_epoch = copy.deepcopy(scored.state_dict()), confident, epoch + 1
+            best_state, best_confident, best_epoch = copy.deepcopy(scored_trained.state_dict()), confident, epoch + 1
         record = {"epoch": epoch + 1, "loss": total / steps, "confident": confident}
         if probe is not None:
             record.update(probe(probabilities))
         history.append(record)
-        checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+        checkpoint.save({"model": trained.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                          "history": history, "best_model": best_state, "best_confident": best_confident,
                          "best_epoch": best_epoch,
-                         **({"ema_model": scored.state_dict()} if settings.ema > 0 else {})})
+                         **({"ema_model": scored_trained.state_dict()} if settings.ema > 0 else {})})
         epochs.set_postfix(loss=f"{record['loss']:.3f}", confident=confident)
         if on_epoch:
             on_epoch(epoch + 1, record)
     if group.main:
-        model.load_state_dict(best_state)
+        trained.load_state_dict(best_state)
     return model, history

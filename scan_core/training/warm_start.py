@@ -30,13 +30,18 @@ def kmeans_partitions(embeddings: np.ndarray, num_clusters: int, count: int, see
 
 
 def warm_start_heads(model: ClusteringModel, images: Tensor, augment: AugmentSettings, device: torch.device,
-                     initial_clusters: Tensor, steps: int = 200, lr: float = 0.05) -> None:
+                     initial_clusters: Tensor, steps: int = 200, lr: float = 0.05,
+                     features: Tensor | None = None) -> None:
     """Fit head ``h`` to the partition ``initial_clusters[h]`` by cross-entropy on the frozen
-    backbone features of the plain images; the backbone itself is not changed."""
-    if initial_clusters.shape != (len(model.heads), len(images)):
+    backbone features of the plain images (``features``, when the caller has them already); the
+    backbone itself is not changed."""
+    count = len(features) if features is not None else len(images)
+    if initial_clusters.shape != (len(model.heads), count):
         raise ValueError(f"initial_clusters has shape {tuple(initial_clusters.shape)}, expected "
-                         f"(heads={len(model.heads)}, images={len(images)})")
-    features = compute_features(model.backbone, images, augment, 512, device).to(device)
+                         f"(heads={len(model.heads)}, images={count})")
+    if features is None:
+        features = compute_features(model.backbone, images, augment, 512, device)
+    features = features.to(device)
     for head, clusters in zip(model.heads, initial_clusters.to(device)):
         optimizer = torch.optim.Adam(head.parameters(), lr=lr)
         for _ in range(steps):
