@@ -71,7 +71,7 @@ def check_rows(table: pd.DataFrame, num_clusters: int, name: str = "the predicti
     for bad, rule in problems:
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            values = ", ".join(f"{column} {table[column].iat[row]!r}" for column in ("index", "cluster", "confidence"))
+            values = ", ".join(f"{column} {table[column].iat[row]}" for column in ("index", "source", "cluster", "confidence"))
             raise LayoutError(f"{name}: row {row} ({values}) is not a prediction: {rule} "
                               f"({int(bad.sum())} row(s) like it); nothing was written")
 
