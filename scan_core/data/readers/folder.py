@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from scan_core.data.image_file import IMAGE_EXTENSIONS, decode_file, printable_name, readable_extensions
+from scan_core.data.image_file import decode_file, printable_name, readable_extensions
 from scan_core.data.image_search import find_images
 from scan_core.data.image_set import ImageSet
 from scan_core.defaults import MAX_AUTO_IMAGE_SIZE, auto_image_size
