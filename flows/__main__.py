@@ -26,18 +26,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params)  # fail fast, before a Prefect server is started
         from flows.pipeline import check_ready, scan_pipeline, scan_stage
+        from flows.quiet_errors import quiet_bad_input
+        from scan_core.data.sources import check_data_root
 
+        if args.target in ("prepare", "pipeline"):
+            check_data_root(params.data.name, params.data.root)
         if args.target != "pipeline":
             check_ready(args.target, params)
-        if args.target == "pipeline":
-            states = scan_pipeline(params_file=args.params)
-            print(" ".join(f"{stage}={state}" for stage, state in states.items()))
-        elif parent := os.environ.get(PARENT_RUN_ENV):
-            from flows.experiment import run_stage_in_experiment
+        with quiet_bad_input():
+            if args.target == "pipeline":
+                states = scan_pipeline(params_file=args.params)
+                print(" ".join(f"{stage}={state}" for stage, state in states.items()))
+            elif parent := os.environ.get(PARENT_RUN_ENV):
+                from flows.experiment import run_stage_in_experiment
 
-            print(f"{args.target}: {run_stage_in_experiment(parent, args.target, args.params)}")
-        else:
-            print(f"{args.target}: {scan_stage(stage=args.target, params_file=args.params)}")
+                print(f"{args.target}: {run_stage_in_experiment(parent, args.target, args.params)}")
+            else:
+                print(f"{args.target}: {scan_stage(stage=args.target, params_file=args.params)}")
     except (ParamsError, *USER_ERRORS) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -35,7 +35,8 @@ class LayoutError(ValueError):
 
 
 def read_predictions(path: Path) -> tuple[pd.DataFrame, int]:
-    """The predictions table (.parquet or a scan-predict .csv) and its number of clusters."""
+    """The predictions table (.parquet or a scan-predict .csv) and its number of clusters
+    (0 when the table has no probabilities to count them by)."""
     if not path.is_file():
         raise LayoutError(f"predictions file {path} not found; run `dvc repro` first (or pass --predictions)")
     table = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
@@ -45,9 +46,34 @@ def read_predictions(path: Path) -> tuple[pd.DataFrame, int]:
     if "probs" in table and len(table):
         num_clusters = len(table["probs"].iloc[0])
     else:
-        prob_columns = [column for column in table.columns if str(column).startswith("prob_")]
-        num_clusters = len(prob_columns) or (int(table["cluster"].max()) + 1 if len(table) else 0)
+        num_clusters = len([column for column in table.columns if str(column).startswith("prob_")])
     return table, num_clusters
+
+
+def check_rows(table: pd.DataFrame, num_clusters: int, name: str = "the predictions") -> None:
+    """Every row's index, source, cluster and confidence usable, before anything is written.
+    ``num_clusters`` 0 (a table without probabilities) means clusters are only checked to be
+    whole numbers from 0; only the clusters present then get folders."""
+    def whole(column: str) -> pd.Series:
+        values = pd.to_numeric(table[column], errors="coerce")
+        return values.notna() & (values == values.round())
+
+    cluster = pd.to_numeric(table["cluster"], errors="coerce")
+    confidence = pd.to_numeric(table["confidence"], errors="coerce")
+    problems = [
+        (~whole("index") | (pd.to_numeric(table["index"], errors="coerce") < 0), "index must be a whole number >= 0"),
+        (table["source"].isna() | (table["source"].astype(str).str.len() == 0), "source is empty"),
+        (~whole("cluster") | (cluster < 0) | ((cluster >= num_clusters) if num_clusters else False),
+         f"cluster must be a whole number from 0 to {num_clusters - 1}" if num_clusters
+         else "cluster must be a whole number >= 0"),
+        (confidence.isna() | (confidence < 0) | (confidence > 1), "confidence must be between 0 and 1"),
+    ]
+    for bad, rule in problems:
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            values = ", ".join(f"{column} {table[column].iat[row]}" for column in ("index", "source", "cluster", "confidence"))
+            raise LayoutError(f"{name}: row {row} ({values}) is not a prediction: {rule} "
+                              f"({int(bad.sum())} row(s) like it); nothing was written")
 
 
 def cluster_folder(cluster: int, num_clusters: int) -> str:
@@ -131,7 +157,7 @@ def lay_out(
     from tqdm import tqdm
 
     check_output(output, force)
-
+    check_rows(table, num_clusters)
     if mode not in MODES:
         raise LayoutError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     chosen = table[table["confidence"] >= min_confidence].reset_index(drop=True)
@@ -169,8 +195,8 @@ def lay_out(
     names = unique_names(chosen, names, folders)
     clear_layout(output)
     output.mkdir(parents=True, exist_ok=True)
-    for cluster in range(max(num_clusters, max(clusters, default=-1) + 1)):
-        (output / cluster_folder(cluster, num_clusters)).mkdir(exist_ok=True)
+    for folder in sorted(set(folders) | {cluster_folder(cluster, num_clusters) for cluster in range(num_clusters)}):
+        (output / folder).mkdir(exist_ok=True)
 
     files = []
     disable = None if progress is None else not progress
@@ -243,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     below = f" ({left_out} below --min-confidence {args.min_confidence} left out)" if left_out else ""
     how = "PNG files" if all(is_array_source(str(s)) for s in table["source"]) else (
         "links" if args.mode == "link" else "copies")
-    print(f"laid out {len(index)} images{below} in {num_clusters} cluster folders under {args.output} "
+    folders = max(num_clusters, index["cluster"].nunique())
+    print(f"laid out {len(index)} images{below} in {folders} cluster folders under {args.output} "
           f"as {how}; index: {args.output / INDEX_FILE}")
     return 0
 

@@ -11,8 +11,10 @@ recursively in sorted order. No Prefect flow runs here: it is a plain script.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,31 +28,49 @@ class UsageError(ValueError):
     """Bad command-line input; the message is printed as one ``error:`` line, exit code 2."""
 
 
-def collect_images(arguments: Sequence[str]) -> list[Path]:
-    """Files as given and every image file below each folder (sorted), without repeats."""
-    from scan_core.data.readers.folder import IMAGE_EXTENSIONS, find_images
+@dataclass
+class Collected:
+    """The image files to predict, the ones refused before decoding (name, reason), and
+    warning lines about what the folder searches left out or followed."""
 
+    paths: list[Path] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def collect_images(arguments: Sequence[str]) -> Collected:
+    """Files as given and every image file below each folder (searched as ``prepare``
+    searches ``data.root``), without repeats; names that are not valid UTF-8 are refused."""
+    from scan_core.data.image_file import is_storable_name, printable_name
+    from scan_core.data.image_search import find_images
+    from scan_core.data.readers.folder import no_images_message
+
+    collected = Collected()
     found: list[Path] = []
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            inside = find_images(path)
-            if not inside:
-                raise UsageError(f"no images found in folder {path} (searched subfolders too; "
-                                 f"accepted extensions, any case: {', '.join(IMAGE_EXTENSIONS)})")
-            found.extend(inside)
-        elif path.is_file():
-            found.append(path)
+            search = find_images(path)
+            if not search.paths:
+                raise UsageError(" ".join([no_images_message(path, "folder "), *search.warnings()]))
+            inside, refused = search.storable()
+            found += inside
+            collected.refused += [(printable_name(str(path / name)), why) for name, why in refused]
+            collected.warnings += search.warnings()
+        elif path.is_file() or path.is_symlink():  # a link loop is listed as unreadable, as prepare lists it
+            if is_storable_name(argument):
+                found.append(path)
+            else:
+                collected.refused.append((printable_name(argument), "file name is not valid UTF-8; rename it"))
         else:
-            raise UsageError(f"no such file or folder: {path}")
-    seen: set[Path] = set()
-    unique = []
+            raise UsageError(f"no such file or folder: {printable_name(argument)}")
+    seen: set[str] = set()
     for path in found:
-        key = path.resolve()
+        key = os.path.realpath(path)  # unlike Path.resolve, never raises on a link loop
         if key not in seen:
             seen.add(key)
-            unique.append(path)
-    return unique
+            collected.paths.append(path)
+    return collected
 
 
 def probability_columns(num_clusters: int) -> list[str]:
@@ -136,11 +156,15 @@ def main(argv: list[str] | None = None) -> int:
         if not args.model.is_file():
             raise UsageError(f"model file {args.model} not found; run `dvc repro` first (or pass --model)")
         device = check_device(args.device)
-        paths = collect_images(args.images)
-        if not paths:
-            raise UsageError("no images found")
+        collected = collect_images(args.images)
+        total = len(collected.paths) + len(collected.refused)
+        if collected.refused and (not args.skip_bad or not collected.paths):
+            raise UnreadableFilesError(collected.refused, total, "")
+        for line in collected.warnings:
+            print(f"warning: {line}", file=sys.stderr)
         trained = load_trained_model(args.model)
-        result = predict_files(paths, trained, batch_size=args.batch_size, device=device, skip_bad=args.skip_bad)
+        result = predict_files(collected.paths, trained, batch_size=args.batch_size, device=device,
+                               skip_bad=args.skip_bad)
     except UnreadableFilesError as error:
         hint = "" if args.skip_bad else " (fix or remove them, or pass --skip-bad to leave them out)"
         print(f"error: {len(error.failures)} of {error.total} file(s) could not be read as images{hint}:",
@@ -153,13 +177,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     write_table(result.table, args.output)
-    if result.skipped:
-        print(f"skipped {len(result.skipped)} unreadable file(s):", file=sys.stderr)
-        for source, reason in result.skipped:
+    for line in result.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    skipped = collected.refused + result.skipped
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
+        for source, reason in skipped:
             print(f"  {source}: {reason}", file=sys.stderr)
     used = result.table["cluster"].nunique()
-    skipped = f", {len(result.skipped)} skipped" if result.skipped else ""
-    print(f"{len(result.table)} images{skipped}; {used} of {trained.num_clusters} clusters used; "
+    skipped_text = f", {len(skipped)} skipped" if skipped else ""
+    print(f"{len(result.table)} images{skipped_text}; {used} of {trained.num_clusters} clusters used; "
           f"wrote {args.output}")
     return 0
 

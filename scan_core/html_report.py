@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
+from scan_core.data.image_file import open_oriented, to_gray_or_rgb  # noqa: E402
 from scan_core.report import HEALTH_COLUMNS, METRIC_COLUMNS  # noqa: E402
 
 MODEL_NAMES = {"kmeans": "k-means baseline", "scan": "SCAN", "selflabel": "SCAN + self-labeling"}
@@ -98,8 +99,8 @@ def thumbnail_uri(image: np.ndarray, original: Path | None = None, size: int = 9
     smoothing (so an 8x8 digit stays legible and honest about its resolution)."""
     if original is not None:
         try:
-            with Image.open(original) as picture:
-                picture = picture.convert("RGB")
+            with open_oriented(original) as picture:
+                picture = to_gray_or_rgb(picture).convert("RGB")
                 picture.thumbnail((size, size))
                 buffer = io.BytesIO()
                 picture.save(buffer, format="JPEG", quality=85)

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from scan_core.augment.settings import AugmentSettings
 from scan_core.data.image_store import ImageRows
-from scan_core.data.readers.folder import BadImageError, decode_image
+from scan_core.data.image_file import decode_file, padded_warning, printable_name
+from scan_core.data.readers.folder import BadImageError, reason
 from scan_core.model_files import load_clustering_model
 from scan_core.models import ClusteringModel
 from scan_core.predictions import predictions_table
@@ -71,10 +72,12 @@ class TrainedModel:
 
 @dataclass(frozen=True)
 class FilePredictions:
-    """The predictions table (one row per readable file) and the files left out, with reasons."""
+    """The predictions table (one row per readable file), the files left out with reasons,
+    and warning lines (images padded for their aspect ratio)."""
 
     table: pd.DataFrame
     skipped: list[tuple[str, str]]
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_trained_model(path: Path | str) -> TrainedModel:
@@ -132,10 +135,10 @@ def to_channels(image: np.ndarray, in_channels: int) -> np.ndarray:
 def load_image_file(path: Path | str, image_size: int, in_channels: int) -> np.ndarray:
     """One file as the model sees it: ``uint8[image_size, image_size, in_channels]``.
 
-    Decoding, resizing (shorter side to ``image_size``, centre crop) and transparency
-    handling are the folder reader's.
+    Decoding, orientation, making it square and transparency handling are prepare's
+    (``scan_core.data.image_file``).
     """
-    return to_channels(decode_image(Path(path), image_size), in_channels)
+    return to_channels(decode_file(Path(path), image_size).pixels, in_channels)
 
 
 def predict_arrays(
@@ -177,6 +180,7 @@ def predict_files(
     kept: list[int] = []
     probabilities: list[np.ndarray] = []
     failures: list[tuple[str, str]] = []
+    padded: list[str] = []
     batch: list[np.ndarray] = []
     batch_rows: list[int] = []
 
@@ -193,12 +197,14 @@ def predict_files(
     with tqdm(total=len(paths), desc="predicting", unit="img", disable=disable) as bar:
         for row, path in enumerate(paths):
             try:
-                image = load_image_file(path, trained.image_size, trained.in_channels)
+                image = decode_file(Path(path), trained.image_size)
             except Exception as error:  # noqa: BLE001 - any decoder failure marks the file bad
-                failures.append((str(path), _reason(error)))
+                failures.append((printable_name(str(path)), reason(error)))
             else:
-                batch.append(image)
+                batch.append(to_channels(image.pixels, trained.in_channels))
                 batch_rows.append(row)
+                if image.padded:
+                    padded.append(printable_name(str(path)))
                 if len(batch) == batch_size:
                     flush()
             bar.update(1)
@@ -211,9 +217,4 @@ def predict_files(
         raise UnreadableFilesError(failures, len(paths), "None of the files could be read.")
     table = predictions_table(
         np.asarray(kept, dtype=np.int64), [str(paths[row]) for row in kept], np.concatenate(probabilities))
-    return FilePredictions(table=table, skipped=failures)
-
-
-def _reason(error: Exception) -> str:
-    text = str(error).strip() or "no details"
-    return f"{type(error).__name__}: {text}"
+    return FilePredictions(table=table, skipped=failures, warnings=[padded_warning(padded)] if padded else [])

@@ -93,6 +93,8 @@ def prepare(params: dict, inputs: dict, out: StagedOutputs) -> None:
                 written.count, info["num_train"], info["num_eval"], data["name"],
                 written.image_size, written.image_size,
                 f" (data.image_size auto: {recipe.name})" if image_size is None else "", written.channels)
+    for line in written.warnings:
+        logger.warning(line)
     if written.skipped:
         logger.warning("left out %d unreadable image(s): %s", len(written.skipped),
                        ", ".join(source for source, _ in written.skipped))

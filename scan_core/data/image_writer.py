@@ -22,7 +22,8 @@ import numpy as np
 
 from scan_core.data.image_set import UNKNOWN_LABEL, ImageSet
 from scan_core.data.image_store import ImageStore
-from scan_core.data.readers.folder import FileListing, check_failures, decode_chunks, typical_side
+from scan_core.data.image_file import padded_warning
+from scan_core.data.readers.folder import FileListing, check_failures, check_refused, decode_chunks, typical_side
 from scan_core.data.sources import Part, check_joinable, resize_images
 from scan_core.defaults import auto_image_size
 
@@ -102,6 +103,7 @@ class WrittenImages:
     mean: list[float]
     std: list[float]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # one line each, for the user
 
 
 @dataclass
@@ -110,6 +112,7 @@ class _PartRows:
     labels: np.ndarray | None
     class_names: list[str] | None
     skipped: list[tuple[str, str]]
+    warnings: list[str] = field(default_factory=list)
 
 
 def _hashes(images: np.ndarray) -> list[str]:
@@ -198,6 +201,7 @@ def write_images(parts: Sequence[Callable[[], Part]], train: Sequence[bool], pat
         in_train=np.concatenate(sink.in_train) if sink.in_train else np.zeros(0, dtype=bool),
         content_hashes=sink.hashes, mean=mean, std=std,
         skipped=[item for rows in written for item in rows.skipped],
+        warnings=[line for rows in written for line in rows.warnings],
     )
 
 
@@ -217,22 +221,27 @@ class _Described:
 def _write_files(listing: FileListing, sink: _Sink, train: bool, image_size: int, on_bad_image: str,
                  chunk_bytes: int, workers: int | None) -> tuple[_PartRows, bool]:
     """Decode and write ``listing``; returns its rows and whether every good file was gray."""
+    check_refused(listing, on_bad_image)
     kept: list[int] = []
-    failures: list[tuple[str, str]] = []
+    failures: list[tuple[str, str]] = list(listing.refused)
+    padded: list[str] = []
     gray = True
     rows_per_task = max(1, _chunk_rows(image_size, 3, chunk_bytes) // 8)
     for chunk in decode_chunks(listing.paths, listing.root, image_size, rows_per_task, workers):
         failures += chunk.failures
+        padded += chunk.padded
         if failures and on_bad_image == "fail":
             continue  # keep decoding to list every bad file, but write nothing more
         kept += chunk.kept
         gray = gray and bool(chunk.gray.all())
         if len(chunk.kept):
             sink.add(chunk.images, train)
-    check_failures(listing.root, len(listing), len(kept), failures, on_bad_image)
+    check_failures(listing.root, len(listing) + len(listing.refused), len(kept), failures, on_bad_image)
     sources = listing.sources
     labels = None if listing.labels is None else np.array([listing.labels[i] for i in kept], dtype=np.int64)
-    return _PartRows([sources[i] for i in kept], labels, listing.class_names, failures), gray
+    warnings = listing.warnings + ([padded_warning(padded)] if padded else [])
+    return _PartRows([sources[i] for i in kept], labels, listing.class_names, failures, warnings), gray
+
 
 
 def _to_one_channel(sink: _Sink, path: Path) -> _Sink:

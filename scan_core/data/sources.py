@@ -14,7 +14,7 @@ from scan_core.data import readers
 from scan_core.defaults import auto_image_size
 from scan_core.names import DATASET_NAMES
 from scan_core.data.image_set import UNKNOWN_LABEL, ImageSet
-from scan_core.data.readers.folder import resize_center_crop
+from scan_core.data.image_file import resize_center_crop
 
 
 DIGITS_SPLITS = ("all",)
@@ -138,6 +138,20 @@ def _part_loader(name: str, root: Path, subset_file: Path | None, download: bool
     if name not in loaders:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}")
     return loaders[name]
+
+
+FOLDER_DATASETS = ("folder", "imagenet")  # data.root must be the folder holding the image files
+
+
+def check_data_root(name: str, root: Path | str) -> None:
+    """``data.root`` as the data set needs it, checked before any flow starts: a folder of
+    images must exist and be a folder; an archive data set's root must not be a file."""
+    root = Path(root)
+    if name in FOLDER_DATASETS and not root.exists():
+        raise FileNotFoundError(f"data.root = {root} does not exist; set it to the folder that holds the images")
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"data.root = {root} is a file, not a folder; set it to the folder that holds the "
+                         f"{'images' if name in FOLDER_DATASETS else name + ' files'}")
 
 
 def split_parts(name: str, split: str, root: Path | str = "data", subset_file: Path | str | None = None,

@@ -1,8 +1,8 @@
 """Readers that turn each supported data source into an ``ImageSet``."""
 
+from scan_core.data.image_file import IMAGE_EXTENSIONS
 from scan_core.data.readers.cifar import read_cifar10, read_cifar20
 from scan_core.data.readers.folder import (
-    IMAGE_EXTENSIONS,
     BadImageError,
     FileListing,
     check_on_bad_image,

@@ -2,8 +2,9 @@
 
 A user's own photos arrive in every size, mode and state of repair. This reader decodes
 every file fully, so a broken file is found here rather than halfway through training,
-and reports all broken files at once instead of one per run. The decoding helper is
-shared with the ImageNet reader, which reads the same kind of files.
+and reports all broken files at once instead of one per run. How one file is decoded is
+``scan_core.data.image_file``'s, how files are found ``scan_core.data.image_search``'s;
+the ImageNet reader and ``scan-predict`` use both too.
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from scan_core.defaults import MAX_AUTO_IMAGE_SIZE, auto_image_size
+from scan_core.data.image_file import decode_file, printable_name, readable_extensions
+from scan_core.data.image_search import find_images
 from scan_core.data.image_set import ImageSet
+from scan_core.defaults import MAX_AUTO_IMAGE_SIZE, auto_image_size
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 ON_BAD_IMAGE_CHOICES = ("fail", "skip")
 _PROGRESS_MIN_FILES = 200
 
@@ -42,6 +44,8 @@ class FileListing:
     labels: list[int] | None  # one per path, or None when the layout names no classes
     class_names: list[str] | None
     split: str
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (name, reason): unusable before decoding
+    warnings: list[str] = field(default_factory=list)  # one line each: what the search left out or followed
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -68,24 +72,30 @@ def list_folder(root: Path) -> FileListing:
         raise FileNotFoundError(f"image folder {root} does not exist")
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is not a folder of images")
-    paths = find_images(root)
-    if not paths:
-        raise FileNotFoundError(
-            f"no images found in {root} (searched subfolders too; accepted extensions, "
-            f"any case: {', '.join(IMAGE_EXTENSIONS)})"
-        )
+    search = find_images(root)
+    paths, refused = search.storable()
+    if not search.paths:
+        raise FileNotFoundError(" ".join([no_images_message(root), *search.warnings()]))
     relative = [path.relative_to(root) for path in paths]
     class_names = _class_names(relative)
     labels = None
     if class_names is not None:
         index = {name: i for i, name in enumerate(class_names)}
         labels = [index[path.parts[0]] for path in relative]
-    return FileListing(root=root, paths=paths, labels=labels, class_names=class_names, split="all")
+    return FileListing(root=root, paths=paths, labels=labels, class_names=class_names, split="all",
+                       refused=refused, warnings=search.warnings())
+
+
+def no_images_message(folder: Path, kind: str = "") -> str:
+    return (f"no images found in {kind}{printable_name(str(folder))} (searched subfolders too; accepted extensions, "
+            f"any case: {', '.join(readable_extensions())})")
 
 
 def decode_listing(listing: FileListing, image_size: int, on_bad_image: str) -> ImageSet:
     """Decode every file of ``listing`` into one in-memory ``ImageSet``."""
+    check_refused(listing, on_bad_image)
     images, kept, skipped = decode_images(listing.paths, listing.root, image_size, on_bad_image)
+    skipped = listing.refused + skipped
     sources = listing.sources
     return ImageSet(
         images=images,
@@ -106,34 +116,24 @@ def check_on_bad_image(on_bad_image: str) -> None:
         )
 
 
-def is_image_file(name: str) -> bool:
-    """Whether a file name has one of the accepted image extensions (any case)."""
-    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
-
-
-def find_images(root: Path) -> list[Path]:
-    """All image files below ``root`` in sorted path order, skipping hidden entries.
-
-    Hidden entries (``.DS_Store``, macOS ``._*`` forks, ``.ipynb_checkpoints``) are not
-    the user's images and would otherwise show up as classes or bad files.
-    """
-    found: list[Path] = []
-    for directory, subdirs, files in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        found.extend(Path(directory) / name for name in files if is_image_file(name))
-    return sorted(found, key=lambda path: path.relative_to(root).parts)
+def check_refused(listing: FileListing, on_bad_image: str) -> None:
+    """Under ``fail``, stop on names that cannot be stored before any file is decoded."""
+    if listing.refused and on_bad_image == "fail":
+        raise BadImageError(_bad_image_message(listing.root, listing.refused))
 
 
 @dataclass
 class DecodedChunk:
     """Consecutive files decoded together: the good ones as ``uint8[B, S, S, 3]`` (grayscale
     files repeated into three channels, flagged in ``gray``), their positions in the file
-    list, and ``(file, reason)`` for each file that failed."""
+    list, ``(file, reason)`` for each file that failed, and the files padded for their
+    aspect ratio."""
 
     images: np.ndarray
     gray: np.ndarray
     kept: list[int]
     failures: list[tuple[str, str]]
+    padded: list[str] = field(default_factory=list)
 
 
 def default_decoders() -> int:
@@ -171,17 +171,23 @@ def _decode_chunk(paths: Sequence[Path], first: int, root: Path, image_size: int
     decoded: list[np.ndarray] = []
     kept: list[int] = []
     failures: list[tuple[str, str]] = []
+    padded: list[str] = []
     for offset, path in enumerate(paths):
+        name = printable_name(Path(path).relative_to(root).as_posix())
         try:
-            decoded.append(decode_image(path, image_size))
+            file = decode_file(path, image_size)
         except Exception as error:  # noqa: BLE001 - any decoder failure marks the file bad
-            failures.append((Path(path).relative_to(root).as_posix(), _reason(error)))
+            failures.append((name, reason(error)))
         else:
+            decoded.append(file.pixels)
             kept.append(first + offset)
+            if file.padded:
+                padded.append(name)
     images = np.empty((len(decoded), image_size, image_size, 3), dtype=np.uint8)
     for row, array in enumerate(decoded):
         images[row] = _to_rgb(array)
-    return DecodedChunk(images, np.array([array.ndim == 2 for array in decoded], dtype=bool), kept, failures)
+    return DecodedChunk(images, np.array([array.ndim == 2 for array in decoded], dtype=bool), kept, failures,
+                        padded)
 
 
 def resolve_image_size(paths: Sequence[Path], image_size: int) -> int:
@@ -233,69 +239,18 @@ def typical_side(paths: Sequence[Path], sample: int = 256) -> int:
     return int(np.median(sides)) if sides else MAX_AUTO_IMAGE_SIZE
 
 
-def decode_image(path: Path, image_size: int) -> np.ndarray:
-    """Decode one file fully: ``uint8[S, S]`` if grayscale, else ``uint8[S, S, 3]``."""
-    with Image.open(path) as image:
-        image.load()
-        image = _normalise_mode(image)
-    return np.asarray(resize_center_crop(image, image_size), dtype=np.uint8)
-
-
-def _normalise_mode(image: Image.Image) -> Image.Image:
-    """Bring any PIL mode to 'L' or 'RGB', compositing transparency onto white."""
-    mode = image.mode
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        return Image.fromarray(_wide_gray_to_uint8(np.asarray(image)), mode="L")
-    if mode in ("1", "L"):
-        return image.convert("L")
-    if mode in ("LA", "La"):
-        return _on_white(image.convert("LA"), "L")
-    if mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
-        return _on_white(image.convert("RGBA"), "RGB")
-    return image.convert("RGB")
-
-
-def _wide_gray_to_uint8(array: np.ndarray) -> np.ndarray:
-    """Scale 16/32-bit or float grayscale to 0..255 (16-bit data is the common case)."""
-    values = array.astype(np.float64)
-    if array.dtype.kind == "f" and values.size and values.min() >= 0.0 and values.max() <= 1.0:
-        values = values * 255.0
-    elif values.size and values.max() > 255:
-        values = values / 257.0
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
-
-
-def _on_white(image: Image.Image, mode: str) -> Image.Image:
-    """Composite an image with alpha onto a white background, then convert to ``mode``."""
-    rgba = image.convert("RGBA")
-    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(background, rgba).convert(mode)
-
-
-def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
-    """Resize the shorter side to ``size`` (antialiased bilinear), then crop the centre."""
-    width, height = image.size
-    scale = size / min(width, height)
-    new_width = max(size, round(width * scale))
-    new_height = max(size, round(height * scale))
-    if (new_width, new_height) != (width, height):
-        image = image.resize((new_width, new_height), Image.Resampling.BILINEAR)
-    left = (new_width - size) // 2
-    top = (new_height - size) // 2
-    return image.crop((left, top, left + size, top + size))
-
-
 def _to_rgb(array: np.ndarray) -> np.ndarray:
     return np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array
 
 
-def _reason(error: Exception) -> str:
-    text = str(error).strip() or "no details"
-    return f"{type(error).__name__}: {text}"
+def reason(error: Exception) -> str:
+    """Why a file could not be read, in one line: the error's kind and message."""
+    text = " ".join(str(error).split()) or "no details"
+    return f"{type(error).__name__}: {printable_name(text)}"
 
 
 def _bad_image_message(root: Path, failures: list[tuple[str, str]]) -> str:
-    lines = [f"{len(failures)} file(s) in {root} could not be read as images:"]
+    lines = [f"{len(failures)} file(s) in {printable_name(str(root))} could not be read as images:"]
     lines += [f"  {source}: {reason}" for source, reason in failures]
     lines.append(
         "Fix or remove them, or set `data.on_bad_image: skip` to leave them out "

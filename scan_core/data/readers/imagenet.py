@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from scan_core.data.image_set import ImageSet
-from scan_core.data.readers.folder import FileListing, check_on_bad_image, decode_listing, find_images
+from scan_core.data.image_search import find_images
+from scan_core.data.readers.folder import FileListing, check_on_bad_image, decode_listing
 
 IMAGENET_SPLITS = ("train", "val")
 
@@ -59,15 +60,21 @@ def list_imagenet(root: Path, split: str, subset_file: Path | None = None) -> Fi
         )
     paths: list[Path] = []
     labels: list[int] = []
+    refused: list[tuple[str, str]] = []
+    warnings: list[str] = []
     for label, wnid in enumerate(wnids):
-        found = find_images(split_dir / wnid)
-        if not found:
+        search = find_images(split_dir / wnid)
+        if not search.paths:
             raise FileNotFoundError(f"class folder {split_dir / wnid} holds no images")
+        found, unstorable = search.storable()
         paths += found
         labels += [label] * len(found)
-    if not paths:
+        refused += [(f"{split}/{wnid}/{name}", why) for name, why in unstorable]
+        warnings += search.warnings()
+    if not paths and not refused:
         raise FileNotFoundError(f"no class folders found in {split_dir}")
-    return FileListing(root=root, paths=paths, labels=labels, class_names=list(wnids), split=split)
+    return FileListing(root=root, paths=paths, labels=labels, class_names=list(wnids), split=split,
+                       refused=refused, warnings=warnings)
 
 
 def read_subset_file(path: Path) -> list[str]:
