@@ -1,5 +1,6 @@
 """SCAN end to end on one GPU in minutes: Fashion-MNIST's test split through pretext, mine,
-scan and self-labeling with ``resnet18_cifar``, calling ``scan_core`` directly.
+scan and self-labeling with ``resnet18_cifar``, calling ``scan_core`` directly; then the
+frozen-feature path on the same pretext (heads only, on the backbone's cached features) beside it.
 
 Made for a bare GPU machine (torch, torchvision, numpy, pandas, pyarrow, scipy, scikit-learn;
 no prefect, dvc, faiss or pydantic, no network): nothing here imports them, and mining runs
@@ -28,7 +29,7 @@ from scan_core.data.readers.idx import read_fashion_mnist  # noqa: E402
 from scan_core.devices import resolve_device  # noqa: E402
 from scan_core.evaluation import cluster_metrics  # noqa: E402
 from scan_core.mining import search_neighbors  # noqa: E402
-from scan_core.training.clustering import ScanSettings, train_scan  # noqa: E402
+from scan_core.training.clustering import ScanSettings, heads_probabilities, train_scan  # noqa: E402
 from scan_core.training.common import compute_features, predict_probabilities  # noqa: E402
 from scan_core.training.pretext import PretextSettings, train_pretext  # noqa: E402
 from scan_core.training.selflabel import SelflabelSettings, train_selflabel  # noqa: E402
@@ -130,21 +131,35 @@ def main() -> None:
     with clock("selflabel"):
         final, _ = train_selflabel(clustering, store, selflabel, augment, none, device, progress=False)
     probabilities = predict_probabilities(final, store, augment, 1024, device)[0].numpy()
+
+    # The frozen-feature path on the same pretext: heads only, on the backbone's cached features.
+    frozen = ScanSettings(**{**scan.__dict__, "epochs": 100, "lr": 1e-2, "update_backbone": False,
+                             "augmentation": "none"})
+    with clock("scan frozen"):
+        cached = compute_features(backbone, store, augment, 1024, device)
+        heads, frozen_history, _ = train_scan(backbone, store, neighbors[:, :5], frozen, augment, none, device,
+                                              progress=False, initial_clusters=initial, features=cached)
+    frozen_probabilities = heads_probabilities(heads, cached, device)[0].numpy()
     total = time.perf_counter() - started
 
     seen = {"timing epoch": 2 * count, "pretext": 2 * count * pretext_epochs, "embed": count, "mine": count,
-            "kmeans": count * num_heads, "scan": 2 * count * len(scan_history), "selflabel": count * selflabel_epochs}
+            "kmeans": count * num_heads, "scan": 2 * count * len(scan_history), "selflabel": count * selflabel_epochs,
+            "scan frozen": 2 * count * len(frozen_history)}
     print(f"{'stage':<13}{'epochs':>7}{'seconds':>9}{'images/s':>11}")
-    epochs = {"pretext": pretext_epochs, "scan": len(scan_history), "selflabel": selflabel_epochs, "timing epoch": 1}
+    epochs = {"pretext": pretext_epochs, "scan": len(scan_history), "selflabel": selflabel_epochs, "timing epoch": 1,
+              "scan frozen": len(frozen_history)}
     for stage, seconds in clock.seconds.items():
         print(f"{stage:<13}{epochs.get(stage, ''):>7}{seconds:>9.1f}{seen[stage] / seconds:>11.0f}")
     scan_metrics = cluster_metrics(labels, scan_probabilities.argmax(1), scan_probabilities)
     final_metrics = cluster_metrics(labels, probabilities.argmax(1), probabilities)
+    frozen_metrics = cluster_metrics(labels, frozen_probabilities.argmax(1), frozen_probabilities)
     summary = {"device": str(device), "images": count, "total_seconds": round(total, 1),
                "pretext_final_loss": round(history[-1]["loss"], 4), "neighbor_purity_top5": round(purity, 4),
                "mining": f"{mined.index} on {mined.backend}", "scan_selection": selection,
                "scan_acc": round(scan_metrics["acc"], 4), "selflabel_acc": round(final_metrics["acc"], 4),
-               "selflabel_nmi": round(final_metrics["nmi"], 4)}
+               "selflabel_nmi": round(final_metrics["nmi"], 4), "scan_frozen_acc": round(frozen_metrics["acc"], 4),
+               "scan_frozen_nmi": round(frozen_metrics["nmi"], 4),
+               "scan_seconds": round(clock.seconds["scan"], 1), "scan_frozen_seconds": round(clock.seconds["scan frozen"], 1)}
     print(json.dumps(summary, indent=1))
     print(f"total {total:.1f} s, ACC {final_metrics['acc']:.4f} (SCAN {scan_metrics['acc']:.4f})")
 
