@@ -72,7 +72,7 @@ def pretext(params: dict, inputs: dict, out: StagedOutputs) -> None:
         return _save_pretrained(resolved, prepared, out, logger)
     logger.info(describe_auto("pretext", values, resolved, prepared.recipe))
     logger.info(describe("pretext", processes(), device()))
-    settings = PretextSettings(**resolved)
+    settings = PretextSettings(**{key: value for key, value in resolved.items() if key not in ("method", "weights")})
     checkpoint = TrainingCheckpoint(checkpoint_file("pretext"), stage_key("pretext", params, inputs))
     model, history = train_pretext(
         prepared.train_images,

@@ -43,7 +43,7 @@ for seed in seeds:
     if variant.get("init") == "kmeans":
         initial = kmeans_partitions(np.load(cache / f"emb_s{pseed}.npy"), scan_kw["num_clusters"], scan_kw["num_heads"], seed)
         print("k-means partitions ACC:", [round(probe_labels(c), 3) for c in initial.numpy()], flush=True)
-    model, hist, sel = train_scan(cm.backbone, images, nb, ScanSettings(seed=seed, **scan_kw), aug,
+    model, hist, sel = train_scan(cm.backbone, images, nb, ScanSettings(seed=seed, init=variant.get("init", "random"), **scan_kw), aug,
                                   TrainingCheckpoint(None, "x"), torch.device("cpu"), progress=False, probe=probe,
                                   initial_clusters=initial)
     scan_probs = predict_probabilities(model, images, aug, 512, torch.device("cpu"))[0]

@@ -39,7 +39,7 @@ from scan_core.training.common import (
     seed_everything,
 )
 from scan_core.training.distributed import launch, parallel, portable_state, restore_state
-from scan_core.training.warm_start import warm_start_heads
+from scan_core.training.warm_start import kmeans_partitions, warm_start_heads
 
 
 # SCAN's augmentation (the paper's ablation compares its strong one with SimCLR's). ``none``:
@@ -199,6 +199,16 @@ def heads_probabilities(model: ClusteringModel, features: Tensor, device: torch.
                       for start in range(0, len(features), batch_size)], dim=1)
 
 
+def backbone_kmeans(backbone: nn.Module, images: Images, augment: AugmentSettings, device: torch.device,
+                    settings: ScanSettings, features: Tensor | None = None) -> Tensor:
+    """``init: kmeans`` without partitions given: one k-means partition per head of the
+    L2-normalised backbone features (the pipeline passes its own, of the pretext embeddings)."""
+    if features is None:
+        features = compute_features(backbone, images, augment, 512, device)
+    return kmeans_partitions(F.normalize(features.float(), dim=1).cpu().numpy(), settings.num_clusters,
+                             settings.num_heads, settings.seed)
+
+
 def train_scan(
     backbone: nn.Module,
     images: Images,
@@ -221,9 +231,11 @@ def train_scan(
     ``neighbors[i]`` are the row indices (into ``images``) of image i's nearest neighbors.
     ``probe`` sees the chosen head's probabilities each epoch and adds its numbers to the
     history (for reporting, e.g. ACC against labels; it never influences the choice).
-    ``initial_clusters`` (``[num_heads, N]``, e.g. k-means partitions of the pretext
-    embeddings) warm-starts the heads (``warm_start_heads``). With ``processes`` > 1 training
-    runs in that many processes on the same global batches and draws (the selection pass on
+    With ``init: kmeans`` the heads are warm-started (``warm_start_heads``) from
+    ``initial_clusters`` (``[num_heads, N]``, e.g. k-means partitions of the pretext embeddings),
+    or without them from k-means of the backbone's features (``backbone_kmeans``); with
+    ``init: random`` they start at random and ``initial_clusters`` must be None.
+    With ``processes`` > 1 training runs in that many processes on the same global batches and draws (the selection pass on
     the main one); ``images`` and ``probe`` must then pickle.
     ``features`` (``[N, backbone.output_dim]``, with augmentation ``none``) are the frozen
     backbone's outputs on the plain images when the caller has them already (features of a
@@ -261,7 +273,11 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
     if cached and features is None:  # the one pass of the frozen backbone over the images
         features = compute_features(model.backbone, images, augment, 512, device)
     features = features.cpu() if cached else None
-    if initial_clusters is not None and group.main:  # the others receive the main one's weights (DDP)
+    if settings.init == "random" and initial_clusters is not None:
+        raise ValueError("initial_clusters were given with init 'random'; use init 'kmeans' to start from them")
+    if settings.init == "kmeans" and group.main:  # the others receive the main one's weights (DDP)
+        if initial_clusters is None:
+            initial_clusters = backbone_kmeans(model.backbone, images, augment, device, settings, features)
         warm_start_heads(model, images, augment, device, initial_clusters, features=features)
     if not settings.update_backbone:
         model.backbone.requires_grad_(False)

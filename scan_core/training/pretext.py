@@ -42,10 +42,10 @@ class PretextSettings:
     """One SimCLR run. Defaults are params.yaml's (``scan_core.defaults.PARAM_DEFAULTS``);
     for the keys params.yaml leaves ``auto``, which the pipeline resolves from the images
     (``scan_core.defaults.resolve_stage``, ``scan_core.recipes``), concrete stand-ins:
-    ``backbone`` the ``small_grayscale`` recipe's, ``epochs`` and ``batch_size`` the paper's."""
+    ``backbone`` the ``small_grayscale`` recipe's, ``epochs`` and ``batch_size`` the paper's.
+    SimCLR's settings only: params.yaml's ``pretext.method: pretrained`` and ``pretext.weights``
+    mean no training at all (``scan_core.pretrained``, ``scan_core.foundation``)."""
 
-    method: str = _PARAMS["method"]  # pretrained: no training here (tasks/pretext.py, scan_core/pretrained.py)
-    weights: str | None = _PARAMS["weights"]  # with pretrained: a torchvision weights name or weights/<file>
     backbone: str = RECIPES[DEFAULT_RECIPE].backbone
     epochs: int = 500
     batch_size: int = 512

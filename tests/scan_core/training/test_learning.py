@@ -55,7 +55,7 @@ def trained(digits: dict) -> dict:
 def train_and_score(digits: dict, seed: int) -> dict:
     torch.manual_seed(seed)
     settings = ScanSettings(num_clusters=10, num_heads=5, num_neighbors=NUM_NEIGHBORS, entropy_weight=5.0,
-                            epochs=25, batch_size=128, lr=1e-3, seed=seed)
+                            epochs=25, batch_size=128, lr=1e-3, init="random", seed=seed)
     model, history, selection = train_scan(build_backbone("small_cnn", 1), digits["images"], digits["neighbors"],
                                            settings, digits["augment"], TrainingCheckpoint(None, "unused"), CPU,
                                            progress=False)
