@@ -47,7 +47,9 @@ MAX_AUTO_IMAGE_SIZE = max(recipe.max_image_size for recipe in RECIPES.values())
 # scan.num_clusters auto: counts tried, 2 up to 50 and at most one cluster per 10 images.
 MAX_AUTO_CLUSTERS = 50
 IMAGES_PER_AUTO_CLUSTER = 10
-MAX_BATCH_SIZES = {"pretext": 256, "scan": 128, "selflabel": 256}
+# scan_heads: SCAN heads on a foundation backbone's cached features (TEMI's batch of 1024): a
+# step costs next to nothing there, so larger batches mean fewer steps for the same epochs.
+MAX_BATCH_SIZES = {"pretext": 256, "scan": 128, "selflabel": 256, "scan_heads": 1024}
 MIN_BATCH_SIZE = 16
 
 

@@ -9,7 +9,7 @@ from prefect import get_run_logger
 
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.cluster_count import CRITERION, estimate_num_clusters
-from scan_core.defaults import AUTO, auto_cluster_counts, describe_auto, resolve_stage
+from scan_core.defaults import AUTO, auto_batch_size, auto_cluster_counts, describe_auto, resolve_stage
 from scan_core.model_files import load_contrastive_model, save_model
 from scan_core.names import is_foundation
 from scan_core.training.clustering import CACHED_FEATURES, ScanSettings, collapse_report, collapse_warning, train_scan
@@ -41,6 +41,8 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
     # auto keys: the recipe prepare recorded (epochs; over a foundation backbone, cached-feature
     # heads) and the image count (batch size, clusters).
     resolved = resolve_stage("scan", values, len(prepared.train_rows), recipe)
+    if is_foundation(backbone_name) and values["batch_size"] == AUTO:
+        resolved["batch_size"] = auto_batch_size("scan_heads", len(prepared.train_rows))
     embeddings = load_rows(EMBEDDINGS_FILE, prepared)[prepared.train_rows]
     estimate = None
     if values["num_clusters"] == AUTO:
