@@ -63,11 +63,45 @@ def test_changing_a_key_changes_the_cache_key_of_exactly_the_stages_that_read_it
     assert changed == readers
 
 
-@pytest.mark.parametrize("group", list(SETTINGS))
-def test_every_key_of_a_training_group_is_a_field_of_its_settings(group):
+# Where a training group's settings object is used: the library code that must read each of
+# its fields (a field nobody there reads does nothing for a notebook user of the library).
+LIBRARY = {"pretext": ["scan_core/training/pretext.py"], "scan": ["scan_core/training/clustering.py"],
+           "selflabel": ["scan_core/training/selflabel.py"], "augment": ["scan_core/augment"]}
+# Known today (issue 20): fields the library ignores, read only by the stage's task. Strict:
+# when the library reads one, this entry must go.
+IGNORED_BY_THE_LIBRARY = {"scan.init": "train_scan ignores ScanSettings.init; only tasks/scan.py reads it",
+                          "pretext.method": "train_pretext ignores PretextSettings.method (tasks/pretext.py reads it)",
+                          "pretext.weights": "train_pretext ignores PretextSettings.weights (tasks/pretext.py reads it)",
+                          "scan.num_neighbors": "train_scan draws from every column of the neighbors it is given and "
+                                                "ignores ScanSettings.num_neighbors; only tasks/scan.py slices them"}
+
+
+def _library_source(group: str) -> str:
+    paths = [PROJECT_ROOT / path for path in LIBRARY[group]]
+    return "\n".join(file.read_text() for path in paths for file in ([path] if path.is_file() else sorted(path.glob("*.py"))))
+
+
+def _training_keys() -> list[str]:
+    return [key for key in known_keys() if key.split(".")[0] in SETTINGS]
+
+
+@pytest.mark.parametrize("key", [
+    pytest.param(key, marks=pytest.mark.xfail(strict=True, reason=IGNORED_BY_THE_LIBRARY[key]))
+    if key in IGNORED_BY_THE_LIBRARY else key for key in _training_keys()])
+def test_every_key_of_a_training_group_is_used_where_it_goes(key):
+    """A key of a training group either is a field of the group's settings that the library
+    code reads (``settings.<field>``), or is no field and its stage's task reads it: a field
+    only declared (so the library silently ignores what the user set) fails."""
+    group, name = key.split(".")
     fields = {field.name for field in dataclasses.fields(SETTINGS[group])}
-    keys = {key.split(".")[1] for key in known_keys() if key.startswith(group + ".")}
-    assert keys <= fields, f"{sorted(keys - fields)} of {group} never reach {SETTINGS[group].__name__}"
+    if name in fields:
+        assert re.search(rf"\bsettings\.{name}\b", _library_source(group)), \
+            f"{key} is a field of {SETTINGS[group].__name__} that {', '.join(LIBRARY[group])} never reads"
+    else:
+        stage = {"augment": "pretext"}.get(group, group)
+        readers = [PROJECT_ROOT / "tasks" / f"{reader}.py" for reader in (stage, "scan", "selflabel")]
+        assert any(re.search(rf'\["{name}"\]', path.read_text()) for path in readers), \
+            f"{key} is neither a field of {SETTINGS[group].__name__} nor read by tasks/{stage}.py"
 
 
 @pytest.mark.parametrize("group", ["data", "embed", "mine", "evaluate"])
