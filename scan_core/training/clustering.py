@@ -75,6 +75,17 @@ class ScanSettings:
     seed: int = _PARAMS["seed"]
 
 
+def used_neighbors(neighbors: Tensor, num_neighbors: int) -> Tensor:
+    """The first ``num_neighbors`` columns of ``neighbors``; with 0 each image is its own
+    only neighbor (the paper's K = 0 ablation)."""
+    if num_neighbors == 0:
+        return torch.arange(len(neighbors))[:, None]
+    if neighbors.shape[1] < num_neighbors:
+        raise ValueError(f"num_neighbors = {num_neighbors}, but only {neighbors.shape[1]} neighbors per image "
+                         f"were given; mine more (mine.topk) or use fewer")
+    return neighbors[:, :num_neighbors]
+
+
 def sample_neighbors(neighbors: Tensor, anchors: Tensor, generator: torch.Generator) -> Tensor:
     """One neighbor per anchor, drawn uniformly from its top ``neighbors.shape[1]``."""
     picks = torch.randint(0, neighbors.shape[1], (len(anchors),), generator=generator)
@@ -228,7 +239,8 @@ def train_scan(
     *and epoch*: after every epoch each head's SCAN loss with entropy weight 1 over all mined
     neighbor pairs (no labels) is computed, and the lowest ever seen wins.
 
-    ``neighbors[i]`` are the row indices (into ``images``) of image i's nearest neighbors.
+    ``neighbors[i]`` are the row indices (into ``images``) of image i's nearest neighbors, nearest
+    first; the first ``settings.num_neighbors`` of them are used (``used_neighbors``).
     ``probe`` sees the chosen head's probabilities each epoch and adds its numbers to the
     history (for reporting, e.g. ACC against labels; it never influences the choice).
     With ``init: kmeans`` the heads are warm-started (``warm_start_heads``) from
@@ -242,6 +254,7 @@ def train_scan(
     foundation model exported once); ``images`` is then not read at all.
     Returns the model, per-epoch history, and the selection (epoch, head, criterion).
     """
+    neighbors = used_neighbors(neighbors, settings.num_neighbors)
     arguments = (images, neighbors, settings, augment, checkpoint, progress, probe, initial_clusters, features)
     if processes > 1:
         state, history, selection = launch(_scan_process, processes, device, on_epoch, backbone, *arguments)

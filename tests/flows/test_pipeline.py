@@ -120,7 +120,23 @@ def test_stage_artifacts_have_the_documented_form(first_run):
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
     for model in ("kmeans", "scan", "selflabel"):
         assert {"acc", "nmi", "ari", "health"} <= set(metrics[model])
-        assert 0.0 <= metrics[model]["health"]["neighbor_agreement"] <= 1.0
+    # The label-free health, recomputed here from the predictions and every mined pair
+    # (digits: all images are training images, and anchors and neighbors are manifest rows).
+    assert (manifest["index"].to_numpy() == np.arange(len(manifest))).all() and manifest["in_train"].all()
+    for model in ("scan", "selflabel"):
+        table = pd.read_parquet(project / f"artifacts/{model}/predictions.parquet").set_index("index")
+        clusters, confidence = table["cluster"].to_numpy(), table["confidence"].to_numpy()
+        shares = np.bincount(clusters, minlength=10) / len(clusters)
+        shares = shares[shares > 0]
+        health = metrics[model]["health"]
+        expected = {
+            "neighbor_agreement": (clusters[neighbors["anchor"]] == clusters[neighbors["neighbor"]]).mean(),
+            "balance": -(shares * np.log(shares)).sum() / np.log(10),
+            "mean_confidence": confidence.mean(),
+            "confident_share": (confidence > 0.99).mean(),
+        }
+        for key, value in expected.items():
+            assert health[key] == pytest.approx(value, abs=2e-6), (model, key)
     assert json.loads((project / "metrics/mine.json").read_text())["purity"]["top1"] > 0.8
     assert {"mean_confidence", "confident_share"} <= set(metrics["scan"]["health"])
     assert json.loads((project / "artifacts/scan/summary.json").read_text())["settings"]["epochs"] == 2

@@ -1,9 +1,13 @@
-"""Batched augmentations: shapes, seeding, Cutout, the strong pool and flipping."""
+"""Batched augmentations: shapes, seeding, Cutout, the strong pool against torchvision's ops, flipping."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torchvision import transforms as TV
+from torchvision.transforms.v2 import functional as TVF
 
 from scan_core.augment.settings import AugmentSettings, normalize, to_float
 
@@ -112,12 +116,81 @@ def test_every_strong_op_handles_per_image_magnitudes(name: str, channels: int) 
         torch.testing.assert_close(out[index : index + 1], alone, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", sorted(name for name, (low, high) in STRONG_OPS.items() if low != high))
-def test_strong_op_magnitude_matters(name: str) -> None:
+def _torchvision_op(name: str, image: torch.Tensor, magnitude: float) -> torch.Tensor:
+    """Operation ``name`` of the pool with ``magnitude`` on one image ``[1, C, H, W]``, by
+    torchvision's functional ops, with the meaning the pool gives the magnitude (the authors'
+    PIL ops): rotate by that many degrees counter-clockwise; shear by that slope; translate by
+    that share of the side, the picture moving left (up) for a positive value, as PIL's
+    ``transform(AFFINE, (1, 0, v, 0, 1, 0))`` does; the enhancement factors of
+    ``ImageEnhance``; solarize above that threshold; keep that many bits."""
+    side_x, side_y = image.shape[-1], image.shape[-2]
+    bilinear = TV.InterpolationMode.BILINEAR
+    affine = dict(angle=0.0, translate=[0.0, 0.0], scale=1.0, shear=[0.0, 0.0], interpolation=bilinear)
+    if name == "rotate":
+        return TVF.rotate(image, magnitude, interpolation=bilinear)
+    if name in ("shear_x", "shear_y"):
+        shear = [0.0, 0.0]
+        shear[name == "shear_y"] = math.degrees(math.atan(magnitude))
+        return TVF.affine(image, **{**affine, "shear": shear})
+    if name in ("translate_x", "translate_y"):
+        shift = [-magnitude * side_x, 0.0] if name == "translate_x" else [0.0, -magnitude * side_y]
+        return TVF.affine(image, **{**affine, "translate": shift})
+    enhance = {"brightness": TVF.adjust_brightness, "contrast": TVF.adjust_contrast,
+               "color": TVF.adjust_saturation, "sharpness": TVF.adjust_sharpness}
+    if name in enhance:
+        return enhance[name](image, magnitude)
+    if name == "solarize":
+        return TVF.solarize(image, magnitude)
+    as_uint8 = (image * 255).round().to(torch.uint8)
+    if name == "posterize":
+        return TVF.posterize(as_uint8, int(round(magnitude))).float() / 255
+    if name == "equalize":
+        return TVF.equalize(as_uint8).float() / 255
+    if name == "autocontrast":
+        return TVF.autocontrast(image)
+    assert name == "identity"
+    return image
+
+
+@pytest.mark.parametrize("name", sorted(STRONG_OPS))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_strong_op_equals_torchvision_on_the_same_magnitude(name: str, channels: int) -> None:
+    """Each image of a batch through the pool's op with its own magnitude is what torchvision's
+    op gives with that magnitude: a wrong rotation sign, a doubled shift or a factor applied
+    the wrong way round fails here (7 magnitudes across the op's range, ends included)."""
     low, high = STRONG_OPS[name]
-    image = 0.2 + 0.6 * _images(3, 16, count=1)
-    out = apply_strong_op(name, image.repeat(2, 1, 1, 1), torch.tensor([low, high]))
-    assert not torch.allclose(out[0], out[1])
+    images = 0.2 + 0.6 * _images(channels, 16, count=7)
+    magnitudes = torch.linspace(low, high, 7)
+    out = apply_strong_op(name, images, magnitudes)
+    for index, magnitude in enumerate(magnitudes.tolist()):
+        expected = _torchvision_op(name, images[index : index + 1], magnitude)
+        torch.testing.assert_close(out[index : index + 1], expected, atol=2e-5, rtol=0, msg=f"{name} {magnitude}")
+
+
+def test_translate_moves_the_picture_by_the_share_of_the_side() -> None:
+    """A shift of 0.125 of a 16 px side is exactly 2 px: a bright column moves from 8 to 6
+    (left for translate_x, as PIL's affine transform with offset +2 moves it)."""
+    image = torch.zeros(1, 1, 16, 16)
+    image[..., 8] = 1.0
+    moved = apply_strong_op("translate_x", image, torch.tensor([0.125]))
+    assert moved[0, 0, 4].argmax().item() == 6 and moved.max() == pytest.approx(1.0)
+    moved = apply_strong_op("translate_y", image.transpose(-1, -2), torch.tensor([-0.125]))
+    assert moved[0, 0, :, 4].argmax().item() == 10
+
+
+def test_simclr_rotation_turns_the_view_as_torchvision_rotates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the crop drawn as the whole image (area 1, aspect 1, centred), SimCLR's view turned
+    by r degrees is torchvision's rotation by r, for r drawn as 12 and -12."""
+    from scan_core.augment import simclr
+
+    images = 0.2 + 0.6 * _images(1, 16, count=2)
+    # random_resized_crop draws: area, log aspect, centre x, centre y, then the angle.
+    draws = iter([torch.ones(2), torch.zeros(2), torch.zeros(2), torch.zeros(2), torch.tensor([12.0, -12.0])])
+    monkeypatch.setattr(simclr, "uniform", lambda count, low, high, generator: next(draws))
+    turned = simclr.random_resized_crop(images, 0.6, False, torch.Generator().manual_seed(0), rotation=15.0)
+    for index, angle in enumerate((12.0, -12.0)):
+        expected = TVF.rotate(images[index : index + 1], angle, interpolation=TV.InterpolationMode.BILINEAR)
+        torch.testing.assert_close(turned[index : index + 1], expected, atol=2e-5, rtol=0)
 
 
 def test_strong_ops_keep_extreme_inputs_in_range() -> None:

@@ -27,9 +27,7 @@ OTHER_VALUES = {"data.name": "fashion_mnist", "data.recipe": "photo", "augment.h
 # Where each group's values go: the settings object built from them.
 SETTINGS = {"pretext": PretextSettings, "scan": ScanSettings, "selflabel": SelflabelSettings,
             "augment": AugmentSettings}
-# Keys the stage acts on itself instead of handing them on: pretext.method pretrained (with its
-# weights) means no SimCLR training at all (tasks/pretext.py).
-READ_BY_THE_STAGE = {"pretext": {"method", "weights"}}
+
 
 
 def _project_params() -> dict:
@@ -66,13 +64,42 @@ def test_changing_a_key_changes_the_cache_key_of_exactly_the_stages_that_read_it
     assert changed == readers
 
 
-@pytest.mark.parametrize("group", list(SETTINGS))
-def test_every_key_of_a_training_group_is_a_field_of_its_settings(group):
+# Where a training group's settings object is used: the library code that must read each of
+# its fields (a field nobody there reads does nothing for a notebook user of the library).
+LIBRARY = {"pretext": ["scan_core/training/pretext.py"], "scan": ["scan_core/training/clustering.py"],
+           "selflabel": ["scan_core/training/selflabel.py"], "augment": ["scan_core/augment"]}
+# Fields the library ignores, read only by the stage's task. Strict: when the library reads
+# one, its entry must go. None today: issue 20 made train_scan read init and num_neighbors,
+# and took method and weights (which mean no SimCLR training) out of PretextSettings.
+IGNORED_BY_THE_LIBRARY: dict[str, str] = {}
+
+
+def _library_source(group: str) -> str:
+    paths = [PROJECT_ROOT / path for path in LIBRARY[group]]
+    return "\n".join(file.read_text() for path in paths for file in ([path] if path.is_file() else sorted(path.glob("*.py"))))
+
+
+def _training_keys() -> list[str]:
+    return [key for key in known_keys() if key.split(".")[0] in SETTINGS]
+
+
+@pytest.mark.parametrize("key", [
+    pytest.param(key, marks=pytest.mark.xfail(strict=True, reason=IGNORED_BY_THE_LIBRARY[key]))
+    if key in IGNORED_BY_THE_LIBRARY else key for key in _training_keys()])
+def test_every_key_of_a_training_group_is_used_where_it_goes(key):
+    """A key of a training group either is a field of the group's settings that the library
+    code reads (``settings.<field>``), or is no field and its stage's task reads it: a field
+    only declared (so the library silently ignores what the user set) fails."""
+    group, name = key.split(".")
     fields = {field.name for field in dataclasses.fields(SETTINGS[group])}
-    keys = {key.split(".")[1] for key in known_keys() if key.startswith(group + ".")}
-    keys -= READ_BY_THE_STAGE.get(group, set())
-    assert keys <= fields, f"{sorted(keys - fields)} of {group} never reach {SETTINGS[group].__name__}"
-    assert not READ_BY_THE_STAGE.get(group, set()) & fields, "a key is both handed on and read by the stage"
+    if name in fields:
+        assert re.search(rf"\bsettings\.{name}\b", _library_source(group)), \
+            f"{key} is a field of {SETTINGS[group].__name__} that {', '.join(LIBRARY[group])} never reads"
+    else:
+        stage = {"augment": "pretext"}.get(group, group)
+        readers = [PROJECT_ROOT / "tasks" / f"{reader}.py" for reader in (stage, "scan", "selflabel")]
+        assert any(re.search(rf'\["{name}"\]', path.read_text()) for path in readers), \
+            f"{key} is neither a field of {SETTINGS[group].__name__} nor read by tasks/{stage}.py"
 
 
 @pytest.mark.parametrize("group", ["data", "embed", "mine", "evaluate"])

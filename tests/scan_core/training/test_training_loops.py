@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scan_core.augment.settings import AugmentSettings
+from scan_core.augment.settings import AugmentSettings, normalize, to_float
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.models import ClusteringModel, build_backbone
 from scan_core.training.clustering import ScanSettings, head_losses, train_scan
@@ -99,9 +99,33 @@ def pretext_runs(images: torch.Tensor) -> dict:
 def test_pretext_history_has_one_finite_record_per_epoch(pretext_runs: dict) -> None:
     model, history = pretext_runs["first"]
     assert [record["epoch"] for record in history] == [1, 2, 3]
-    assert all(torch.isfinite(torch.tensor(record["loss"])) and record["loss"] > 0 for record in history)
+    assert all(torch.isfinite(torch.tensor(record["loss"])) for record in history)
     with torch.no_grad():  # on a copy: a forward pass in train mode would move BatchNorm statistics
         assert copy.deepcopy(model).eval()(torch.rand(2, 1, 8, 8)).shape == (2, 16)
+
+
+def test_pretext_records_the_mean_nt_xent_of_its_steps_at_its_temperature(images, monkeypatch) -> None:
+    """Each epoch's recorded loss is the mean over its steps of NT-Xent, written out by hand
+    (``tests/scan_core/test_losses.py``) on the projections of that step at the settings'
+    temperature (0.3 here, not the default)."""
+    from scan_core.training import pretext
+    from tests.scan_core.test_losses import _nt_xent_by_hand
+
+    settings = PretextSettings(**{**PRETEXT.__dict__, "epochs": 2, "temperature": 0.3})
+    by_hand: list[float] = []
+    real_loss = pretext.simclr_loss
+
+    def spy(features, temperature, *args, **kwargs):
+        by_hand.append(_nt_xent_by_hand(features.detach().double().numpy(), settings.temperature))
+        return real_loss(features, temperature, *args, **kwargs)
+
+    monkeypatch.setattr(pretext, "simclr_loss", spy)
+    _, history = train_pretext(images, settings, AUGMENT, _no_checkpoint(), CPU, progress=False)
+    steps = len(images) // settings.batch_size  # pretext drops the last, partial batch
+    assert len(by_hand) == settings.epochs * steps
+    for epoch, record in enumerate(history):
+        expected = sum(by_hand[epoch * steps:(epoch + 1) * steps]) / steps
+        assert record["loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_pretext_is_deterministic(pretext_runs: dict) -> None:
@@ -185,23 +209,50 @@ def test_scan_history_records_label_free_health_every_epoch(scan_runs: dict) -> 
         assert record["loss"] == pytest.approx(record["consistency"] - SCAN.entropy_weight * record["entropy"],
                                                abs=1e-5)
         assert record["head"] in (0, 1)
-        for key in ("neighbor_agreement", "balance", "mean_confidence", "confident_share"):
-            assert 0.0 <= record[key] <= 1.0
+
+
+
+class RecordingCheckpoint(TrainingCheckpoint):
+    """Keeps the weights saved after every epoch (epoch 1 first)."""
+
+    def __init__(self) -> None:
+        super().__init__(None, "unused")
+        self.saved: list[dict] = []
+
+    def save(self, state: dict) -> None:
+        self.saved.append(copy.deepcopy(state["model"]))
+
+
+def _probabilities_by_hand(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Softmax of every head on the plain normalised images, the model in eval mode."""
+    model.eval()
+    with torch.no_grad():
+        return torch.softmax(model(normalize(to_float(images), AUGMENT)), dim=-1)
+
+
+def test_scan_history_health_is_that_of_the_epochs_chosen_head(images, neighbors) -> None:
+    """Each epoch's neighbor agreement, balance, mean confidence and share above 0.99 are those
+    of the head that epoch chose, computed here from the weights saved after the epoch."""
+    settings = ScanSettings(**{**SCAN.__dict__, "epochs": 3, "lr": 3e-2})
+    checkpoint = RecordingCheckpoint()
+    _, history, _ = train_scan(_backbone(), images, neighbors, settings, AUGMENT, checkpoint, CPU, progress=False)
+    for record, state in zip(history, checkpoint.saved, strict=True):
+        snapshot = ClusteringModel(build_backbone("small_cnn", 1), SCAN.num_clusters, SCAN.num_heads)
+        snapshot.load_state_dict(state)
+        probabilities = _probabilities_by_hand(snapshot, images)[record["head"]].double()
+        confidence, clusters = probabilities.max(dim=1)
+        shares = torch.bincount(clusters, minlength=SCAN.num_clusters).double() / len(clusters)
+        shares = shares[shares > 0]
+        assert record["neighbor_agreement"] == pytest.approx(
+            float((clusters[neighbors] == clusters[:, None]).double().mean()), abs=1e-9)
+        assert record["balance"] == pytest.approx(float(-(shares * shares.log()).sum() / math.log(SCAN.num_clusters)),
+                                                  abs=1e-6)
+        assert record["mean_confidence"] == pytest.approx(float(confidence.mean()), abs=1e-5)
+        assert record["confident_share"] == pytest.approx(float((confidence > 0.99).double().mean()), abs=1e-9)
 
 
 def test_scan_keeps_the_head_and_epoch_with_the_lowest_label_free_loss(images, neighbors) -> None:
     settings = ScanSettings(**{**SCAN.__dict__, "epochs": 6, "lr": 3e-2})
-
-    class RecordingCheckpoint(TrainingCheckpoint):
-        """Keeps the weights saved after every epoch (epoch 1 first)."""
-
-        def __init__(self) -> None:
-            super().__init__(None, "unused")
-            self.saved: list[dict] = []
-
-        def save(self, state: dict) -> None:
-            self.saved.append(copy.deepcopy(state["model"]))
-
     checkpoint = RecordingCheckpoint()
     model, history, selection = train_scan(_backbone(), images, neighbors, settings, AUGMENT, checkpoint, CPU,
                                            progress=False)
@@ -416,21 +467,56 @@ def selflabel_runs(images: torch.Tensor) -> dict:
 
 
 def test_selflabel_history_and_best_epoch(images: torch.Tensor, selflabel_runs: dict) -> None:
+    """The confident counts are counted here from the weights after every epoch (not read from
+    the history the loop wrote); the model kept is the first epoch with the most of them."""
     settings = selflabel_runs["settings"]
     model, history = selflabel_runs["first"]
     assert [record["epoch"] for record in history] == [1, 2, 3]
     assert all(torch.isfinite(torch.tensor(record["loss"])) for record in history)
-    initial = count_confident(_cluster_model(), images, AUGMENT, settings.threshold, CPU)
-    assert 0 < initial < len(images)
-    # The weights kept are those of the first epoch reaching the most confident images
-    # (epoch 0: the model as given).
-    best_epoch, best = 0, initial
-    for record in history:
-        if record["confident"] > best:
-            best_epoch, best = record["epoch"], record["confident"]
-    assert count_confident(model, images, AUGMENT, settings.threshold, CPU) == best
+    counts = {}
+    for epoch, state in selflabel_runs["snapshots"].items():  # epoch 0: the model as given
+        snapshot = _cluster_model()
+        snapshot.load_state_dict(state)
+        counts[epoch] = int((_probabilities_by_hand(snapshot, images)[0].max(dim=1).values > settings.threshold).sum())
+    assert 0 < counts[0] < len(images)
+    assert [record["confident"] for record in history] == [counts[epoch] for epoch in (1, 2, 3)]
+    best_epoch = max(counts, key=lambda epoch: (counts[epoch], -epoch))
     expected = selflabel_runs["snapshots"][best_epoch]
     assert all(torch.equal(expected[key], value) for key, value in model.state_dict().items())
+
+
+def test_selflabel_takes_pseudo_labels_from_the_plain_image_and_learns_them_on_the_strong_view(images) -> None:
+    """The batch a step sees is (plain, strong); the pass without gradient, in eval mode, gets
+    the plain normalised images, the pass with gradient, in train mode, the strong view drawn
+    from the step's generator, and the loss is the confidence cross-entropy of those two.
+    Swapping the views anywhere (in the batch or in the step) fails here."""
+    from scan_core.augment.strong import strong_view
+    from scan_core.losses.confidence import confidence_ce
+    from scan_core.training.selflabel import selflabel_step, selflabel_views
+
+    model = _cluster_model()
+    seen: list[tuple[bool, bool, torch.Tensor]] = []
+    model.register_forward_pre_hook(lambda module, inputs: seen.append(
+        (module.training, torch.is_grad_enabled(), inputs[0].detach().clone())))
+    rows = torch.arange(8)
+    views = selflabel_views(images, rows, AUGMENT, torch.Generator().manual_seed(5), CPU)
+    plain = normalize(to_float(images[rows]), AUGMENT)
+    strong = strong_view(to_float(images[rows]), AUGMENT, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(views[:, 0], plain, rtol=0, atol=0)
+    torch.testing.assert_close(views[:, 1], strong, rtol=0, atol=0)
+    assert not torch.allclose(plain, strong)
+    loss, _ = selflabel_step(model, views, 0.3, True)
+    (label_pass, label_grad, label_input), (learn_pass, learn_grad, learn_input) = seen
+    assert (label_pass, label_grad) == (False, False) and (learn_pass, learn_grad) == (True, True)
+    torch.testing.assert_close(label_input, plain, rtol=0, atol=0)
+    torch.testing.assert_close(learn_input, strong, rtol=0, atol=0)
+    seen.clear()
+    model.eval()
+    with torch.no_grad():
+        plain_logits = model(plain)[0]
+    model.train()
+    expected, _ = confidence_ce(plain_logits, model(strong)[0], 0.3, True)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_selflabel_is_deterministic(selflabel_runs: dict) -> None:
