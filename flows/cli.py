@@ -94,27 +94,40 @@ def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
         options["pretext.weights"] = f"{WEIGHTS_DIR}/{args.weights.name}"
     options.update(parse_overrides(args.pairs))
     if args.backbone is not None and is_foundation(args.backbone):
-        options = foundation_options(args.backbone, args.weights, options)
+        options = foundation_options(args.backbone, options)
     if fixed := sorted(FIXED_KEYS & set(options)):
         raise UsageError(f"{', '.join(fixed)} are set by scan cluster from IMAGES; make another project "
                          "(--project) for other images")
     return options
 
 
-def foundation_options(backbone: str, weights: Path | None, options: dict[str, Any]) -> dict[str, Any]:
+def foundation_options(backbone: str, options: dict[str, Any]) -> dict[str, Any]:
     """A foundation backbone is used frozen with trained weights, on images stored at its own
-    input side; the name and, without ``--weights``, the cached weights are checked here,
-    before anything is made (one line saying what to fetch where)."""
+    input side; its name is checked here."""
     from scan_core import foundation
 
     try:
         foundation.check_name(backbone)
-        if weights is None:
-            foundation.check_hub_weights(backbone)
         side = foundation.preprocessing(backbone).input_size
-    except (ImportError, ValueError, FileNotFoundError) as error:
+    except (ImportError, ValueError) as error:
         raise UsageError(str(error)) from None
     return {"pretext.method": "pretrained", "data.image_size": side, **options}
+
+
+def check_weights(backbone: str | None, weights: Path | None) -> None:
+    """The weights exist before anything is made: the file given, or a foundation model's in
+    the Hugging Face cache or downloadable now (one line saying what to fetch where)."""
+    if weights is not None:
+        if not weights.is_file():
+            raise UsageError(f"--weights {weights}: no such file")
+        return
+    if backbone is not None and is_foundation(backbone):
+        from scan_core import foundation
+
+        try:
+            foundation.check_hub_weights(backbone)
+        except (ValueError, FileNotFoundError) as error:
+            raise UsageError(str(error)) from None
 
 
 def check_images(images: Path) -> Path:
@@ -153,8 +166,7 @@ def cluster(args: argparse.Namespace) -> int:
 
     images = check_images(args.images)
     options = cluster_options(args)
-    if args.weights is not None and not args.weights.is_file():
-        raise UsageError(f"--weights {args.weights}: no such file")
+    check_weights(args.backbone, args.weights)
     project = (args.project or Path.cwd() / f"scan-{images.name}").resolve()
     if is_project(project):
         made_for = project_root_of(project)
