@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from scan_core.augment.settings import AugmentSettings  # noqa: E402
 from scan_core.augment.strong import strong_view  # noqa: E402
-from scan_core.distributed import SINGLE  # noqa: E402
+from scan_core.collectives import SINGLE  # noqa: E402
 from scan_core.models import ClusteringModel, ContrastiveModel, build_backbone  # noqa: E402
 from scan_core.training.clustering import scan_step, scan_views  # noqa: E402
 from scan_core.training.common import PREFETCH_DEPTH, epoch_batches, index_batches, place  # noqa: E402

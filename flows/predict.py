@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from scan_core.inference import ModelFileError, UnreadableFilesError, load_trained_model, predict_files
+    from scan_core.predict_files import ModelFileError, UnreadableFilesError, load_trained_model, predict_files
 
     try:
         if args.batch_size < 1:

@@ -31,10 +31,10 @@ def cluster_balance(clusters: np.ndarray, num_clusters: int) -> float:
 
 def label_free_health(clusters: np.ndarray, num_clusters: int, neighbors: np.ndarray,
                       confidence: np.ndarray | None = None) -> dict[str, float]:
-    """Neighbor agreement and balance; with per-image confidence also its mean and the share
+    """Neighbor agreement and the balance of the cluster sizes (``size_balance``); with per-image confidence also its mean and the share
     above 0.99 (the images self-labeling would learn from)."""
     health = {"neighbor_agreement": neighbor_agreement(clusters, neighbors),
-              "balance": cluster_balance(clusters, num_clusters)}
+              "size_balance": cluster_balance(clusters, num_clusters)}
     if confidence is not None:
         confidence = np.asarray(confidence)
         health["mean_confidence"] = float(confidence.mean())

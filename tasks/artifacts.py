@@ -62,12 +62,6 @@ def publish_table(stage: str, rows: list[dict[str, Any]], description: str = "",
         table, key=artifact_key(stage, suffix), description=description))
 
 
-def publish_markdown(stage: str, markdown: str, description: str = "", suffix: str = "") -> None:
-    """A markdown document under the key ``scan-<stage>[-<suffix>]``."""
-    _publish("markdown", lambda: artifacts.create_markdown_artifact(
-        markdown, key=artifact_key(stage, suffix), description=description))
-
-
 class EpochProgress:
     """A progress artifact ``scan-<stage>-progress`` (0 to 100 %), created at once and moved
     on by ``update(epoch)`` after every epoch."""

@@ -10,11 +10,7 @@ from prefect import get_run_logger
 
 from scan_core.evaluation import (cluster_metrics, cluster_summary, confusion_matrix, kmeans_clusters, labeled_mask,
                                   match_clusters)
-from scan_core.health import health_warning, label_free_health
-from scan_core.html_report import ReportInputs, neighbor_purity_curve, original_file, render_html
-from scan_core.predictions import probability_matrix
-from scan_core.report import (
-    markdown_report,
+from scan_core.figures import (
     plot_cluster_count_curve,
     plot_cluster_sizes,
     plot_confusion,
@@ -22,6 +18,9 @@ from scan_core.report import (
     plot_training_curves,
     prototype_indices,
 )
+from scan_core.health import health_warning, label_free_health
+from scan_core.prediction_table import probability_matrix
+from scan_core.report import ReportInputs, markdown_report, neighbor_purity_curve, original_file, render_html
 from tasks.artifacts import publish_metrics, publish_report
 from tasks.common import StagedOutputs, stage_task
 from tasks.neighbors import training_neighbors

@@ -10,17 +10,17 @@ from torch import nn
 
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.defaults import AUTO, describe_auto, resolve_stage
-from scan_core.model_files import save_model
 from scan_core.foundation import check_name, load_foundation
+from scan_core.model_files import save_model
 from scan_core.models import ContrastiveModel
 from scan_core.names import is_foundation
 from scan_core.pretrained import pretrained_backbone
-from scan_core.training.distributed import describe
+from scan_core.training.multiprocess import describe
 from scan_core.training.pretext import PretextSettings, train_pretext
+from tasks.artifacts import publish_key_numbers
 from tasks.common import StagedOutputs, stage_key, stage_task
 from tasks.compute import augment_settings, checkpoint_file
 from tasks.device import device, processes
-from tasks.artifacts import publish_key_numbers
 from tasks.paths import PRETEXT_CURVES_FILE, PRETEXT_DIR, PRETEXT_MODEL_FILE
 from tasks.prepared import load_prepared
 from tasks.progress import epoch_logger

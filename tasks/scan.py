@@ -13,7 +13,7 @@ from scan_core.defaults import AUTO, auto_batch_size, auto_cluster_counts, descr
 from scan_core.model_files import load_contrastive_model, save_model
 from scan_core.names import is_foundation
 from scan_core.training.clustering import CACHED_FEATURES, ScanSettings, collapse_report, collapse_warning, train_scan
-from scan_core.training.distributed import describe
+from scan_core.training.multiprocess import describe
 from scan_core.training.warm_start import kmeans_partitions
 from tasks.artifacts import publish_key_numbers
 from tasks.common import StagedOutputs, stage_key, stage_task
@@ -22,9 +22,9 @@ from tasks.device import device, processes
 from tasks.neighbors import training_neighbors
 from tasks.paths import (EMBEDDINGS_FILE, PRETEXT_MODEL_FILE, SCAN_CURVES_FILE, SCAN_DIR, SCAN_MODEL_FILE,
                          SCAN_PREDICTIONS_FILE, SUMMARY_NAME)
-from tasks.predictions import write_predictions
 from tasks.prepared import load_prepared, load_rows
 from tasks.progress import epoch_logger
+from tasks.stage_predictions import write_predictions
 from tasks.stages import group
 
 
@@ -73,7 +73,7 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
             f"loss {record['loss']:.4f} (consistency {record['consistency']:.4f}, entropy {record['entropy']:.4f}); "
             f"best head {record['head']}: selection loss {record['selection_loss']:.4f}, neighbor agreement "
             f"{record['neighbor_agreement']:.3f}, mean confidence {record['mean_confidence']:.3f}, "
-            f"balance {record['balance']:.3f}")),
+            f"size balance {record['size_balance']:.3f}")),
         initial_clusters=initial_clusters,
         processes=processes(),
     )
@@ -101,4 +101,4 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
         "kept epoch": selection["epoch"], "selection loss (kept)": selection["criterion"],
         "neighbor agreement (kept epoch)": kept.get("neighbor_agreement"),
         "final loss": history[-1]["loss"] if history else None,
-        "non-empty clusters": report["nonempty_clusters"], "balance": report["balance"]})
+        "non-empty clusters": report["nonempty_clusters"], "prediction balance": report["prediction_balance"]})

@@ -9,7 +9,7 @@ from prefect import get_run_logger
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.defaults import describe_auto, resolve_stage
 from scan_core.model_files import load_clustering_model, save_model
-from scan_core.training.distributed import describe
+from scan_core.training.multiprocess import describe
 from scan_core.training.selflabel import SelflabelSettings, train_selflabel
 from tasks.artifacts import publish_key_numbers
 from tasks.common import StagedOutputs, stage_key, stage_task
@@ -17,9 +17,9 @@ from tasks.compute import augment_settings, checkpoint_file
 from tasks.device import device, processes
 from tasks.paths import (SCAN_MODEL_FILE, SELFLABEL_CURVES_FILE, SELFLABEL_DIR, SELFLABEL_MODEL_FILE,
                          SELFLABEL_PREDICTIONS_FILE, SUMMARY_NAME)
-from tasks.predictions import write_predictions
 from tasks.prepared import load_prepared
 from tasks.progress import epoch_logger
+from tasks.stage_predictions import write_predictions
 from tasks.stages import group
 
 

@@ -60,14 +60,3 @@ def simclr_view(images: Tensor, settings: AugmentSettings, generator: torch.Gene
     views = color_jitter(views, settings.jitter_strength, 0.8, generator)
     views = random_grayscale(views, 0.2, generator)
     return normalize(views, settings)
-
-
-def weak_view(images: Tensor, settings: AugmentSettings, generator: torch.Generator) -> Tensor:
-    """A weak view: flip and a shift of up to 1/8 of the side, normalised. (Self-labeling takes
-    its pseudo-labels from the plain image instead, as the authors' code does.)"""
-    count = images.shape[0]
-    theta = torch.zeros(count, 2, 3)
-    theta[:, 0, 0] = flip_signs(count, settings.hflip, generator)
-    theta[:, 1, 1] = 1.0
-    theta[:, :, 2] = uniform(2 * count, -0.25, 0.25, generator).view(count, 2)
-    return normalize(warp(images, theta), settings)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from scan_core.distributed import SINGLE, Group
+from scan_core.collectives import SINGLE, Group
 
 
 def confidence_ce(

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from scan_core.distributed import SINGLE, Group
+from scan_core.collectives import SINGLE, Group
 
 
 def simclr_loss(features: Tensor, temperature: float, group: Group = SINGLE) -> Tensor:
@@ -15,7 +15,7 @@ def simclr_loss(features: Tensor, temperature: float, group: Group = SINGLE) -> 
     Every view is contrasted against the other 2N - 2 views of the global batch of N images;
     features are L2-normalised here so callers may pass raw projections. In several processes
     each one holds ``b`` of the N images: its views are the anchors, the gathered views of all
-    processes the candidates, and the result is this process's share (``scan_core.distributed``).
+    processes the candidates, and the result is this process's share (``scan_core.collectives``).
     """
     if features.ndim != 3 or features.shape[1] != 2:
         raise ValueError(f"features must be [batch, 2, dim], got {tuple(features.shape)}")

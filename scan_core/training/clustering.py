@@ -17,8 +17,8 @@ from scan_core.augment.settings import AugmentSettings
 from scan_core.augment.simclr import simclr_view
 from scan_core.augment.strong import strong_view
 from scan_core.checkpoint import TrainingCheckpoint
+from scan_core.collectives import SINGLE, Group
 from scan_core.defaults import PARAM_DEFAULTS
-from scan_core.distributed import SINGLE, Group
 from scan_core.health import label_free_health
 from scan_core.losses.clustering import PROBABILITY_FLOOR, scan_loss
 from scan_core.models import ClusteringModel
@@ -38,7 +38,7 @@ from scan_core.training.common import (
     resume,
     seed_everything,
 )
-from scan_core.training.distributed import launch, parallel, portable_state, restore_state
+from scan_core.training.multiprocess import launch, parallel, portable_state, restore_state
 from scan_core.training.warm_start import kmeans_partitions, warm_start_heads
 
 
@@ -124,21 +124,22 @@ def epoch_health(probabilities: Tensor, neighbors: Tensor) -> dict[str, float]:
 
 def collapse_report(probabilities: Tensor) -> dict[str, float]:
     """How spread the clustering is: non-empty clusters and entropy of the mean prediction
-    relative to its maximum (1.0 = perfectly balanced)."""
+    relative to its maximum (``prediction_balance``, 1.0 = perfectly balanced; the soft
+    counterpart of ``scan_core.health``'s ``size_balance``)."""
     num_clusters = probabilities.shape[-1]
     sizes = torch.bincount(probabilities.argmax(dim=-1), minlength=num_clusters)
     mean_probs = probabilities.mean(dim=0).clamp_min(PROBABILITY_FLOOR)
     entropy = float(-(mean_probs * torch.log(mean_probs)).sum())
-    return {"nonempty_clusters": int((sizes > 0).sum()), "balance": entropy / float(np.log(num_clusters))}
+    return {"nonempty_clusters": int((sizes > 0).sum()), "prediction_balance": entropy / float(np.log(num_clusters))}
 
 
 def collapse_warning(report: dict[str, float], num_clusters: int) -> str | None:
     """A message with the usual fixes when clusters are empty or badly unbalanced, else None."""
-    if report["nonempty_clusters"] >= num_clusters and report["balance"] >= 0.5:
+    if report["nonempty_clusters"] >= num_clusters and report["prediction_balance"] >= 0.5:
         return None
     return (
         f"clusters collapsed: only {report['nonempty_clusters']} of {num_clusters} clusters are used "
-        f"(balance {report['balance']:.2f} of 1.0). Raise scan.entropy_weight, or overcluster "
+        f"(balance of the mean prediction {report['prediction_balance']:.2f} of 1.0). Raise scan.entropy_weight, or overcluster "
         f"(a larger scan.num_clusters)."
     )
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from scan_core.augment.settings import AugmentSettings, normalize, to_float
 from scan_core.checkpoint import TrainingCheckpoint
-from scan_core.distributed import Group
+from scan_core.collectives import Group
 from scan_core.devices import to_device
 from scan_core.training.prefetch import prefetched, read_rows
 

@@ -12,8 +12,8 @@ from tqdm.auto import tqdm
 from scan_core.augment.settings import AugmentSettings
 from scan_core.augment.simclr import simclr_view
 from scan_core.checkpoint import TrainingCheckpoint
+from scan_core.collectives import SINGLE, Group
 from scan_core.defaults import PARAM_DEFAULTS
-from scan_core.distributed import SINGLE, Group
 from scan_core.losses.contrastive import simclr_loss
 from scan_core.models import ContrastiveModel, build_backbone
 from scan_core.recipes import DEFAULT_RECIPE, RECIPES
@@ -31,7 +31,7 @@ from scan_core.training.common import (
     resume,
     seed_everything,
 )
-from scan_core.training.distributed import launch, parallel, portable_state, restore_state
+from scan_core.training.multiprocess import launch, parallel, portable_state, restore_state
 
 
 _PARAMS = PARAM_DEFAULTS["pretext"]
@@ -90,7 +90,7 @@ def train_pretext(
 
     ``images`` is the stored uint8 ``[N, H, W, C]`` store (``common.Images``). Resumes from
     ``checkpoint`` when it holds a state written under the same key. With ``processes`` > 1
-    the training runs in that many processes (``scan_core.training.distributed``) on the same
+    the training runs in that many processes (``scan_core.training.multiprocess``) on the same
     global batches and draws; ``images`` must then pickle cheaply.
     """
     if processes > 1:
@@ -114,9 +114,7 @@ def _train(images: Images, settings: PretextSettings, augment: AugmentSettings, 
     seed_everything(settings.seed)
     model = place(_model(settings, images.shape[-1]), device)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9, weight_decay=settings.weight_decay)
-    history, start_epoch, state = resume(checkpoint, model, optimizer, "pretext")
-    if state is not None:
-        torch.set_rng_state(state["torch_rng"])
+    history, start_epoch, _ = resume(checkpoint, model, optimizer, "pretext")
     network = parallel(model, group, device)
     batch_size = min(settings.batch_size, len(images))
     epochs = tqdm(range(start_epoch, settings.epochs), desc="pretext", disable=not (progress and group.main),
@@ -140,7 +138,7 @@ def _train(images: Images, settings: PretextSettings, augment: AugmentSettings, 
         history.append(record)
         if group.main:
             checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                             "history": history, "torch_rng": torch.get_rng_state()})
+                             "history": history})
             epochs.set_postfix(loss=f"{record['loss']:.3f}")
             if on_epoch:
                 on_epoch(epoch + 1, record)

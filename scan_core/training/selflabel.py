@@ -15,8 +15,8 @@ from tqdm.auto import tqdm
 from scan_core.augment.settings import AugmentSettings, normalize
 from scan_core.augment.strong import strong_view
 from scan_core.checkpoint import TrainingCheckpoint
+from scan_core.collectives import SINGLE, Group
 from scan_core.defaults import PARAM_DEFAULTS
-from scan_core.distributed import SINGLE, Group
 from scan_core.losses.confidence import confidence_ce
 from scan_core.models import ClusteringModel
 from scan_core.training.clustering import HeadsOnFeatures, heads_probabilities
@@ -35,7 +35,7 @@ from scan_core.training.common import (
     resume,
     seed_everything,
 )
-from scan_core.training.distributed import launch, parallel, portable_state, restore_state, unwrap
+from scan_core.training.multiprocess import launch, parallel, portable_state, restore_state, unwrap
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from scan_core.data.image_file import decode_file
 from scan_core.data.readers import read_folder
-from scan_core.inference import load_image_file
+from scan_core.predict_files import load_image_file
 
 RED, BLUE = (230, 20, 20), (20, 20, 230)
 

@@ -80,8 +80,8 @@ def test_truncated_file_is_refused(tmp_path):
 
 def test_report_pictures_read_single_images_from_a_view(stored, tmp_path):
     """evaluate hands the report a view of the evaluation rows, not their pixels."""
-    from scan_core.html_report import thumbnail_uri
-    from scan_core.report import plot_prototypes
+    from scan_core.report import thumbnail_uri
+    from scan_core.figures import plot_prototypes
 
     array, store = stored
     view = store.rows(np.arange(10, 30))
@@ -92,8 +92,8 @@ def test_report_pictures_read_single_images_from_a_view(stored, tmp_path):
 
 def test_predict_arrays_reads_a_store_batch_by_batch(tmp_path):
     """A prepared images.npy opened as a store predicts as its pixels do in memory."""
-    from scan_core.inference import load_trained_model, predict_arrays
-    from tests.scan_core.test_inference import pixels, tiny_model
+    from scan_core.predict_files import load_trained_model, predict_arrays
+    from tests.scan_core.test_predict_files import pixels, tiny_model
 
     tiny_model(tmp_path / "model.pt", in_channels=3)
     images = pixels(4, (37, 8, 8, 3))

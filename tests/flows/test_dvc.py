@@ -17,7 +17,7 @@ from tests.conftest import TINY_PARAMS, run, set_params
 # One module per stage that the stage imports (and some later stages too).
 EDITED = {"prepare": "scan_core/data/readers/idx.py", "pretext": "scan_core/training/pretext.py",
           "embed": "tasks/embed.py", "mine": "scan_core/mining.py", "scan": "scan_core/cluster_count.py",
-          "selflabel": "scan_core/training/selflabel.py", "evaluate": "scan_core/report.py"}
+          "selflabel": "scan_core/training/selflabel.py", "evaluate": "scan_core/figures.py"}
 
 
 def _changed_stages(project) -> set[str]:
@@ -53,7 +53,7 @@ def _stages_wrote_their_plot_data(project) -> None:
     assert [record["epoch"] for record in scan] == list(range(1, TINY_PARAMS["scan"]["epochs"] + 1))
     assert 1 <= len(selflabel) <= TINY_PARAMS["selflabel"]["epochs"]
     assert all(set(record) == {"epoch", "loss"} for record in pretext)
-    assert all({"epoch", "loss", "consistency", "entropy", "neighbor_agreement", "mean_confidence", "balance"}
+    assert all({"epoch", "loss", "consistency", "entropy", "neighbor_agreement", "mean_confidence", "size_balance"}
                <= set(record) for record in scan)
     assert all({"epoch", "loss", "confident"} <= set(record) for record in selflabel)
     purity = records(paths.PURITY_CURVE_FILE)

@@ -131,7 +131,7 @@ def test_stage_artifacts_have_the_documented_form(first_run):
         health = metrics[model]["health"]
         expected = {
             "neighbor_agreement": (clusters[neighbors["anchor"]] == clusters[neighbors["neighbor"]]).mean(),
-            "balance": -(shares * np.log(shares)).sum() / np.log(10),
+            "size_balance": -(shares * np.log(shares)).sum() / np.log(10),
             "mean_confidence": confidence.mean(),
             "confident_share": (confidence > 0.99).mean(),
         }
@@ -218,7 +218,7 @@ def test_unlabeled_folder_gets_the_label_free_health_check(pipeline_project, tmp
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
     assert "acc" not in metrics["scan"]
     for model in ("kmeans", "scan", "selflabel"):
-        assert set(metrics[model]["health"]) >= {"neighbor_agreement", "balance"}
+        assert set(metrics[model]["health"]) >= {"neighbor_agreement", "size_balance"}
     assert json.loads((project / "artifacts/prepare/dataset.json").read_text())["image_size"] == 16
     report = (project / "reports/report.md").read_text()
     assert "no labels were found" in report

@@ -14,12 +14,12 @@ import torch
 import yaml
 from PIL import Image
 
-from flows import layout, predict
 from scan_core.augment.settings import AugmentSettings
 from scan_core.model_files import save_model
 from scan_core.models import ClusteringModel, build_backbone
-from scan_core.predictions import predictions_table
+from scan_core.prediction_table import predictions_table
 from scan_core.training.common import predict_probabilities
+from flows import layout, predict
 from tests.conftest import PROJECT_ROOT
 
 COLUMNS = ["index", "source", "cluster", "confidence", "probs"]

@@ -24,7 +24,7 @@ def test_cluster_balance_is_one_for_equal_sizes_and_zero_for_one_cluster() -> No
 
 def test_label_free_health_adds_confidence_only_when_given() -> None:
     clusters, neighbors = np.array([0, 1]), np.array([[1], [0]])
-    assert set(label_free_health(clusters, 2, neighbors)) == {"neighbor_agreement", "balance"}
+    assert set(label_free_health(clusters, 2, neighbors)) == {"neighbor_agreement", "size_balance"}
     health = label_free_health(clusters, 2, neighbors, confidence=np.array([0.995, 0.5]))
     assert health["mean_confidence"] == pytest.approx(0.7475)
     assert health["confident_share"] == pytest.approx(0.5)

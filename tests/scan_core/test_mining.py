@@ -132,7 +132,7 @@ def test_mining_imports_and_searches_without_faiss_pydantic_or_prefect() -> None
     """What bench/gpu.sh's machine has: torch, numpy, pandas, pyarrow, no faiss/pydantic/prefect."""
     blocked = ("import sys\n"
                "for name in ('faiss', 'pydantic', 'prefect', 'dvc'): sys.modules[name] = None\n"
-               "import numpy as np, scan_core.mining as m, scan_core.predictions\n"
+               "import numpy as np, scan_core.mining as m, scan_core.prediction_table\n"
                "mined = m.search_neighbors(np.random.default_rng(0).normal(size=(50, 4)), 3, approximate_above=10)\n"
                "print(mined.backend, mined.index)")
     result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=300)

@@ -72,9 +72,9 @@ def test_inside_a_flow_run_each_stage_publishes_its_table_progress_and_report(pr
             on_epoch(epoch, {"loss": 1.0 / epoch})
         stage_artifacts.publish_key_numbers("pretext", {"final loss": np.float32(0.25), "epochs": 4})
         stage_artifacts.publish_metrics({"scan": {"acc": 0.9, "nmi": 0.8, "ari": 0.7, "nonempty_clusters": 10,
-                                                  "health": {"neighbor_agreement": 0.95, "balance": 0.99}},
+                                                  "health": {"neighbor_agreement": 0.95, "size_balance": 0.99}},
                                          "kmeans": {"acc": 0.8, "nmi": 0.7, "ari": 0.6,
-                                                    "health": {"neighbor_agreement": 0.9, "balance": 0.98}}},
+                                                    "health": {"neighbor_agreement": 0.9, "size_balance": 0.98}}},
                                         num_clusters=10)
         stage_artifacts.publish_report("# SCAN report\n\n![confusion](../plots/confusion.png)\n", paths.REPORT_DIR,
                                        paths.REPORT_DIR / "index.html")

@@ -87,7 +87,7 @@ def test_selflabeling_does_not_lower_scan(trained: dict) -> None:
 def test_scan_ends_with_neighbors_agreeing_and_balanced_clusters(trained: dict) -> None:
     last = trained["history"][-1]
     assert last["neighbor_agreement"] > 0.8
-    assert last["balance"] > 0.9
+    assert last["size_balance"] > 0.9
 
 
 def _calibrate_batch_norm(backbone: torch.nn.Module, digits: dict) -> None:

@@ -245,7 +245,7 @@ def test_scan_history_health_is_that_of_the_epochs_chosen_head(images, neighbors
         shares = shares[shares > 0]
         assert record["neighbor_agreement"] == pytest.approx(
             float((clusters[neighbors] == clusters[:, None]).double().mean()), abs=1e-9)
-        assert record["balance"] == pytest.approx(float(-(shares * shares.log()).sum() / math.log(SCAN.num_clusters)),
+        assert record["size_balance"] == pytest.approx(float(-(shares * shares.log()).sum() / math.log(SCAN.num_clusters)),
                                                   abs=1e-6)
         assert record["mean_confidence"] == pytest.approx(float(confidence.mean()), abs=1e-5)
         assert record["confident_share"] == pytest.approx(float((confidence > 0.99).double().mean()), abs=1e-9)

@@ -11,7 +11,9 @@ from PIL import Image
 
 from scan_core.augment.settings import AugmentSettings
 from scan_core.data.readers.folder import read_folder
-from scan_core.inference import (
+from scan_core.model_files import save_model
+from scan_core.models import ClusteringModel, build_backbone
+from scan_core.predict_files import (
     ModelFileError,
     UnreadableFilesError,
     load_image_file,
@@ -19,8 +21,6 @@ from scan_core.inference import (
     predict_arrays,
     predict_files,
 )
-from scan_core.model_files import save_model
-from scan_core.models import ClusteringModel, build_backbone
 from scan_core.training.common import predict_probabilities
 
 COLUMNS = ["index", "source", "cluster", "confidence", "probs"]

@@ -22,13 +22,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from scan_core.augment.settings import AugmentSettings
-from scan_core.data.image_store import ImageRows
 from scan_core.data.image_file import decode_file, padded_warning, printable_name
+from scan_core.data.image_store import ImageRows
 from scan_core.data.readers.folder import BadImageError, reason
+from scan_core.devices import resolve_device
 from scan_core.model_files import load_clustering_model
 from scan_core.models import ClusteringModel
-from scan_core.predictions import predictions_table
-from scan_core.devices import resolve_device
+from scan_core.prediction_table import predictions_table
 from scan_core.training.common import predict_probabilities
 
 REQUIRED_DESCRIPTION = ("backbone", "in_channels", "num_clusters", "image_size", "mean", "std")

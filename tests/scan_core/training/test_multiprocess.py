@@ -17,11 +17,11 @@ from torch import nn
 
 from scan_core.augment.settings import AugmentSettings
 from scan_core.checkpoint import TrainingCheckpoint
-from scan_core.distributed import SINGLE, GlobalBatchNorm, Group, global_batchnorm
+from scan_core.collectives import SINGLE, GlobalBatchNorm, Group, global_batchnorm
 from scan_core.models import ClusteringModel, ContrastiveModel, build_backbone
 from scan_core.training.clustering import VIEWS, scan_step, scan_views
 from scan_core.training.common import epoch_batches, predict_probabilities
-from scan_core.training.distributed import EpochRelay, describe, launch, parallel, restore_state
+from scan_core.training.multiprocess import EpochRelay, describe, launch, parallel, restore_state
 from scan_core.training.pretext import PretextSettings, _pretext_process, pretext_step, pretext_views, train_pretext
 from scan_core.training.selflabel import selflabel_step, selflabel_views
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scan_core.html_report import render_html
-from tests.scan_core.test_html_report import LABEL_FREE_SECTIONS, synthetic_inputs
+from scan_core.report import render_html
+from tests.scan_core.test_report import LABEL_FREE_SECTIONS, synthetic_inputs
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (.ci/run installs "

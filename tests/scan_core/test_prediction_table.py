@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from scan_core.predictions import predictions_arrow, predictions_table, probability_matrix, write_predictions_file
+from scan_core.prediction_table import predictions_arrow, predictions_table, probability_matrix, write_predictions_file
 
 
 def test_predictions_table_columns_and_round_trip() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from scan_core.augment.settings import AugmentSettings
-from scan_core.predictions import write_predictions_file
+from scan_core.prediction_table import write_predictions_file
 from scan_core.training.common import predict_probabilities
 from tasks.device import device
 from tasks.prepared import Prepared

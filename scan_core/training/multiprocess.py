@@ -29,7 +29,7 @@ from torch import nn
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 from torch.nn.parallel import DistributedDataParallel
 
-from scan_core.distributed import Group, global_batchnorm
+from scan_core.collectives import Group, global_batchnorm
 from scan_core.training.common import EpochCallback
 
 
