@@ -20,7 +20,7 @@ from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.collectives import SINGLE, Group
 from scan_core.defaults import PARAM_DEFAULTS
 from scan_core.health import label_free_health
-from scan_core.losses.clustering import PROBABILITY_FLOOR, scan_loss
+from scan_core.losses.clustering import PROBABILITY_FLOOR, class_softmax, scan_loss
 from scan_core.models import ClusteringModel
 from scan_core.recipes import DEFAULT_RECIPE, RECIPES
 from scan_core.training.common import (
@@ -195,9 +195,8 @@ def scan_step(model: nn.Module, views: Tensor, entropy_weight: float,
     with autocast(views.device):
         logits = model(as_input(views.transpose(0, 1).flatten(0, 1)))
     anchor_logits, neighbor_logits = logits.float().chunk(2, dim=1)
-    terms = [scan_loss(a, n, entropy_weight, group) for a, n in zip(anchor_logits, neighbor_logits)]
-    loss = torch.stack([head_terms[0] for head_terms in terms]).sum()
-    return loss, torch.stack([torch.stack(head_terms) for head_terms in terms]).detach()
+    terms = scan_loss(anchor_logits, neighbor_logits, entropy_weight, group)  # each [heads]
+    return terms[0].sum(), torch.stack(terms, dim=1).detach()
 
 
 @torch.no_grad()
@@ -207,7 +206,7 @@ def heads_probabilities(model: ClusteringModel, features: Tensor, device: torch.
     (equal to ``predict_probabilities`` on the plain images while the backbone is frozen)."""
     model.eval()
     heads = HeadsOnFeatures(model)
-    return torch.cat([F.softmax(heads(features[start:start + batch_size].to(device)).float(), dim=-1).cpu()
+    return torch.cat([class_softmax(heads(features[start:start + batch_size].to(device)).float()).cpu()
                       for start in range(0, len(features), batch_size)], dim=1)
 
 
