@@ -2,12 +2,15 @@
 cached features of its backbone, with the pipeline's settings, scored against its labels.
 
     python bench/frozen_heads.py PROJECT [--epochs 100] [--lr 0.01] [--selflabel-epochs 15] [--threshold 0.999]
+    python bench/frozen_heads.py PROJECT --full [--full-epochs 30]   # and full SCAN beside it
 
 PROJECT is a DVC project whose prepare, pretext, embed and mine stages have run (for example
 bench/fashion_mnist.sh's). The library is called the way tasks/scan.py and tasks/selflabel.py
 call it with ``scan.update_backbone: false`` and ``scan.augmentation: none``: k-means
 partitions of the embeddings start the heads, the first ``scan.num_neighbors`` mined neighbors
-pair them. Prints ACC / NMI / ARI and the seconds of each step as JSON.
+pair them. With ``--full`` the full SCAN of the same pretext (strong views, backbone trained,
+lr 5e-4: the small_grayscale recipe) runs too, for the time and the scores side by side. Prints
+ACC / NMI / ARI and the seconds of each step as JSON.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from scan_core.evaluation import cluster_metrics  # noqa: E402
 from scan_core.mining import read_neighbor_matrix  # noqa: E402
 from scan_core.model_files import load_contrastive_model  # noqa: E402
 from scan_core.training.clustering import ScanSettings, heads_probabilities, train_scan  # noqa: E402
-from scan_core.training.common import compute_features  # noqa: E402
+from scan_core.training.common import compute_features, predict_probabilities  # noqa: E402
 from scan_core.training.selflabel import SelflabelSettings, train_selflabel  # noqa: E402
 from scan_core.training.warm_start import kmeans_partitions  # noqa: E402
 
@@ -46,12 +49,16 @@ def main() -> None:
     parser.add_argument("--selflabel-epochs", type=int, default=15)
     parser.add_argument("--threshold", type=float, default=0.999)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--full", action="store_true", help="also run full SCAN on the same pretext")
+    parser.add_argument("--full-epochs", type=int, default=30)
     arguments = parser.parse_args()
     root = arguments.project
     info = json.loads((root / "artifacts/prepare/dataset.json").read_text())
     images = torch.from_numpy(np.load(root / "artifacts/prepare/images.npy"))
     labels = pd.read_parquet(root / "artifacts/prepare/manifest.parquet")["label"].to_numpy()
-    augment = AugmentSettings(mean=tuple(info["mean"]), std=tuple(info["std"]))
+    recorded = info["recipe"]["values"]
+    augment = AugmentSettings(mean=tuple(info["mean"]), std=tuple(info["std"]), hflip=True, crop_min_scale=0.4,
+                              rotation=recorded["augment.rotation"], jitter_strength=recorded["augment.jitter_strength"])
     pretext, _ = load_contrastive_model(root / "artifacts/pretext/model.pt")
     anchors, neighbors = read_neighbor_matrix(root / "artifacts/mine/neighbors.parquet", arguments.num_neighbors)
     assert np.array_equal(anchors, np.arange(len(images))), "expected every image an anchor, in order"
@@ -77,12 +84,25 @@ def main() -> None:
                                                cpu, progress=False)
     seconds["selflabel"] = time.perf_counter() - started
     selflabel_probabilities = heads_probabilities(model, features, cpu)[0].numpy()
+    full = {}
+    if arguments.full:
+        full_settings = ScanSettings(**{**settings.__dict__, "epochs": arguments.full_epochs, "lr": 5e-4,
+                                        "update_backbone": True, "augmentation": "strong", "head": "linear"})
+        pretext, _ = load_contrastive_model(root / "artifacts/pretext/model.pt")
+        started = time.perf_counter()
+        full_model, _, full_selection = train_scan(pretext.backbone, images, torch.from_numpy(neighbors), full_settings,
+                                                   augment, TrainingCheckpoint(None, "full"), cpu, progress=False,
+                                                   initial_clusters=initial)
+        seconds["full scan"] = time.perf_counter() - started
+        full_probabilities = predict_probabilities(full_model, images, augment, 512, cpu)[0].numpy()
+        full = {"full_scan": cluster_metrics(labels, full_probabilities.argmax(1)), "full_selection": full_selection,
+                "full_settings": {**full_settings.__dict__}}
     result = {"project": str(root), "images": len(images), "settings": {**settings.__dict__},
               "selection": selection, "seconds": {key: round(value, 1) for key, value in seconds.items()},
               "kmeans": cluster_metrics(labels, initial[0].numpy()),
               "scan": cluster_metrics(labels, scan_probabilities.argmax(1)),
               "selflabel": cluster_metrics(labels, selflabel_probabilities.argmax(1)),
-              "selflabel_confident": [record["confident"] for record in selflabel_history]}
+              "selflabel_confident": [record["confident"] for record in selflabel_history], **full}
     print(json.dumps(result, indent=1, default=float))
 
 

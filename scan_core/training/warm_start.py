@@ -4,7 +4,7 @@ Why: from random heads SCAN can settle in a stable wrong basin, for example two 
 each split by handwriting style and the halves paired. Neighbor agreement there equals that of
 a correct clustering, so no label-free criterion can pick it out afterwards; starting every
 head from a different sensible partition keeps SCAN away from it (digits, 5 pretext seeds:
-SCAN ACC min 0.891 -> 0.958, see the README's seed study).
+SCAN ACC min 0.891 -> 0.958, see the seed study in docs/results.md).
 """
 
 from __future__ import annotations
