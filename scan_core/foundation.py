@@ -125,8 +125,9 @@ def _network(name: str) -> nn.Module:
     return _require("open_clip").create_model(architecture, pretrained=None).visual
 
 
-def _output_dim(network: nn.Module, name: str, side: int) -> int:
-    for attribute in ("num_features", "output_dim"):
+def _output_dim(network: nn.Module, side: int) -> int:
+    """What the network puts out: timm's pooled (pre-logits) width, open_clip's embedding width."""
+    for attribute in ("head_hidden_size", "num_features", "output_dim"):
         if isinstance(getattr(network, attribute, None), int):
             return getattr(network, attribute)
     with torch.no_grad():  # an architecture that does not say: ask it
@@ -142,7 +143,7 @@ class FoundationBackbone(nn.Module):
         self.name = name
         self.preprocessing = preprocessing(name)
         self.network = _network(name)
-        self.output_dim = _output_dim(self.network, name, self.preprocessing.input_size)
+        self.output_dim = _output_dim(self.network, self.preprocessing.input_size)
         self.register_buffer("mean", torch.tensor(self.preprocessing.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.preprocessing.std).view(1, 3, 1, 1), persistent=False)
 
