@@ -20,7 +20,8 @@ def _save(figure: plt.Figure, path: Path) -> None:
     plt.close(figure)
 
 
-def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path, title: str) -> None:
+def confusion_figure(matrix: np.ndarray, class_names: list[str], title: str | None = None) -> plt.Figure:
+    """The row-normalised confusion matrix, values written in the cells up to 20 classes."""
     size = max(4.0, 0.45 * len(class_names) + 2)
     figure, axis = plt.subplots(figsize=(size, size))
     axis.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
@@ -28,13 +29,18 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path, title
     axis.set_yticks(range(len(class_names)), class_names)
     axis.set_xlabel("cluster (matched to a class)")
     axis.set_ylabel("true class")
-    axis.set_title(title)
+    if title is not None:
+        axis.set_title(title)
     if len(class_names) <= 20:
         for (row, col), value in np.ndenumerate(matrix):
             if value >= 0.005:
                 axis.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
                           color="white" if value > 0.5 else "black")
-    _save(figure, path)
+    return figure
+
+
+def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path, title: str) -> None:
+    _save(confusion_figure(matrix, class_names, title), path)
 
 
 def plot_cluster_sizes(sizes: dict[str, np.ndarray], path: Path) -> None:

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
 from scan_core.data.image_file import open_oriented, to_gray_or_rgb  # noqa: E402
+from scan_core.figures import confusion_figure  # noqa: E402
 
 MODEL_NAMES = {"kmeans": "k-means baseline", "scan": "SCAN", "selflabel": "SCAN + self-labeling"}
 SECTION_TITLES = {
@@ -173,18 +174,7 @@ def _metrics_section(metrics: dict) -> str:
 
 
 def _confusion_section(confusion: np.ndarray, class_names: list[str]) -> str:
-    size = max(4.0, 0.45 * len(class_names) + 2)
-    figure, axis = plt.subplots(figsize=(size, size))
-    axis.imshow(confusion, cmap="Blues", vmin=0, vmax=1)
-    axis.set_xticks(range(len(class_names)), class_names, rotation=90)
-    axis.set_yticks(range(len(class_names)), class_names)
-    axis.set_xlabel("cluster (matched to a class)")
-    axis.set_ylabel("true class")
-    if len(class_names) <= 20:
-        for (row, col), value in np.ndenumerate(confusion):
-            if value >= 0.005:
-                axis.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                          color="white" if value > 0.5 else "black")
+    figure = confusion_figure(confusion, class_names)
     return ("<p>Self-labeled model; each row is one true class, normalised to 1, clusters matched to "
             f'classes.</p><img class="plot" src="{_figure_uri(figure)}" alt="confusion matrix">')
 
