@@ -17,8 +17,6 @@ cache (``hub_weights``), never silently from nowhere.
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from torch import Tensor, nn
 
 from scan_core.checkpoint import load_checkpoint
 from scan_core.names import FOUNDATION_PREFIXES
-from scan_core.pretrained import load_backbone_state
+from scan_core.pretrained import load_backbone_state, unreachable_reason
 
 TIMM, OPEN_CLIP = FOUNDATION_PREFIXES
 EXTRA_HINT = "pip install 'scan-pipeline[foundation]' (timm, open_clip_torch)"
@@ -37,7 +35,6 @@ EXTRA_HINT = "pip install 'scan-pipeline[foundation]' (timm, open_clip_torch)"
 TIMM_FILES = ("model.safetensors", "pytorch_model.bin")
 OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 HUB_URL = "https://huggingface.co"
-REACHABLE_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
@@ -208,12 +205,8 @@ def _unreachable_reason() -> str | None:
     """Why the hub cannot be reached now (``HF_HUB_OFFLINE``, no route), or None."""
     if _offline():
         return "HF_HUB_OFFLINE is set"
-    try:
-        with urllib.request.build_opener().open(urllib.request.Request(HUB_URL, method="HEAD"),
-                                                timeout=REACHABLE_TIMEOUT_S):
-            return None
-    except (urllib.error.URLError, OSError) as error:
-        return f"{HUB_URL} cannot be reached: {getattr(error, 'reason', error)}"
+    reason = unreachable_reason(HUB_URL)
+    return None if reason is None else f"{HUB_URL} cannot be reached: {reason}"
 
 
 def missing_weights_message(name: str, weights: HubWeights, reason: str) -> str:

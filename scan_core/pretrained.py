@@ -72,18 +72,23 @@ def registry_state_dict(name: str, weights: str) -> dict[str, Tensor]:
     return load_checkpoint(target)
 
 
-def _check_reachable(url: str, target: Path, weights: str) -> None:
-    """Fail fast, in one line saying what to do, where the download cannot start. A fresh
-    opener each time, so that the proxy settings in force now apply."""
+def unreachable_reason(url: str) -> str | None:
+    """Why ``url`` cannot be reached now (a HEAD request), or None. A fresh opener each time,
+    so that the proxy settings in force now apply."""
     try:
         with urllib.request.build_opener().open(urllib.request.Request(url, method="HEAD"),
                                                 timeout=REACHABLE_TIMEOUT_S):
-            pass
+            return None
     except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
+        return str(getattr(error, "reason", error))
+
+
+def _check_reachable(url: str, target: Path, weights: str) -> None:
+    """Fail fast, in one line saying what to do, where the download cannot start."""
+    if (reason := unreachable_reason(url)) is not None:
         raise FileNotFoundError(
             f"pretext.weights = {weights}: cannot download {url} ({reason}); put that file at {target} "
-            f"(TORCH_HOME's checkpoints folder) or set pretext.weights to a local file in {WEIGHTS_DIR}/") from None
+            f"(TORCH_HOME's checkpoints folder) or set pretext.weights to a local file in {WEIGHTS_DIR}/")
 
 
 def read_weights_file(path: Path) -> dict[str, Tensor]:

@@ -88,7 +88,7 @@ def count_confident(model: ClusteringModel, images: Images, augment: AugmentSett
     return confident_count(image_scorer(images, augment, device)(model), threshold)
 
 
-def feature_views(features: Tensor, rows: Tensor, device: torch.device) -> Tensor:
+def repeated_features(features: Tensor, rows: Tensor, device: torch.device) -> Tensor:
     """The cached features of ``rows`` as both views, ``[B, 2, dim]`` on ``device``."""
     chosen = features[rows].to(device, non_blocking=True)
     return torch.stack([chosen, chosen], dim=1)
@@ -212,7 +212,7 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
         if features is not None:
             model.backbone.eval()
         generator = epoch_generator(settings.seed, epoch)
-        produce = partial(feature_views, features, device=device) if features is not None else \
+        produce = partial(repeated_features, features, device=device) if features is not None else \
             partial(selflabel_views, images, augment=augment, generator=generator, device=device)
         total, steps = 0.0, 0
         for step, views in enumerate(epoch_batches(len(images), batch_size, generator, False, produce, group)):
