@@ -9,6 +9,10 @@ Sources:
 
     python bench/make_png_folder.py OUT [--source fashion|mnist5k] [--per-class 500] [--split test]
     python bench/make_png_folder.py OUT --class-sizes 50,70,100,140,200,280,400,550,750,1000   # imbalanced
+    python bench/make_png_folder.py OUT --class-sizes ... --seed 1   # another draw of the same class sizes
+
+Without --seed each class takes its first images in file order (the folders of earlier results);
+with it, a random draw of that many from the class, so seeds give different folders of equal sizes.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ def main() -> None:
     parser.add_argument("--class-sizes", type=lambda text: [int(size) for size in text.split(",")],
                         help="images per class, comma-separated in class order (overrides --per-class)")
     parser.add_argument("--split", default="test", help="Fashion-MNIST split")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="draw each class's images at random with this seed (default: the first ones)")
     args = parser.parse_args()
     images, labels, class_names = fashion(args.split) if args.source == "fashion" else mnist5k()
     sizes = args.class_sizes or [args.per_class] * len(class_names)
@@ -60,7 +66,10 @@ def main() -> None:
         parser.error(f"--class-sizes names {len(sizes)} sizes for {len(class_names)} classes")
     for label, (class_name, size) in enumerate(zip(class_names, sizes)):
         name = class_name.replace("/", "-").replace(" ", "_")
-        for index in np.flatnonzero(labels == label)[:size]:
+        members = np.flatnonzero(labels == label)
+        if args.seed is not None:
+            members = np.random.default_rng([args.seed, label]).permutation(members)
+        for index in np.sort(members[:size]):
             image = Image.fromarray(images[index])
             for folder in (args.out / "with_classes" / name, args.out / "flat"):
                 folder.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.cluster import KMeans
 
+from scan_core.health import neighbor_modularity
+
 CRITERION = "modularity of k-means partitions on the mined neighbor graph"
 
 
@@ -29,16 +31,6 @@ class ClusterCountEstimate:
     def as_dict(self) -> dict:
         return {"chosen": self.chosen, "criterion": CRITERION, "tolerance": self.tolerance,
                 "curve": {str(count): round(value, 6) for count, value in self.curve.items()}}
-
-
-def neighbor_modularity(clusters: np.ndarray, neighbors: np.ndarray) -> float:
-    """Share of the pairs (i, neighbors[i, j]) inside one cluster, minus its expectation
-    for random clusters of the same sizes (out-share times in-share, summed over clusters)."""
-    num_clusters = int(clusters.max()) + 1
-    inside = float((clusters[:, None] == clusters[neighbors]).mean())
-    out_share = np.bincount(clusters, minlength=num_clusters) / len(clusters)
-    in_share = np.bincount(clusters[neighbors].ravel(), minlength=num_clusters) / neighbors.size
-    return inside - float(out_share @ in_share)
 
 
 def estimate_num_clusters(embeddings: np.ndarray, neighbors: np.ndarray, candidates: range, seed: int,

@@ -96,6 +96,15 @@ class Group:
         return int(shared.item())
 
 
+    def share(self, tensor: Tensor) -> Tensor:
+        """The main process's ``tensor`` on every process (the others pass one of the same shape and type)."""
+        if self.world == 1:
+            return tensor
+        shared = tensor.clone()
+        dist.broadcast(shared, src=0)
+        return shared
+
+
 SINGLE = Group()
 
 

@@ -132,7 +132,8 @@ class MineParams(Group):
 
 class ScanParams(Group):
     num_neighbors: int = Field(DEFAULTS["scan"]["num_neighbors"], ge=0)
-    entropy_weight: float = Field(DEFAULTS["scan"]["entropy_weight"], ge=0)
+    # auto: one weight per head, from 5 down to 0.5 (scan_core.defaults.entropy_weight_ladder)
+    entropy_weight: auto_or(float, ge=0) = DEFAULTS["scan"]["entropy_weight"]  # type: ignore[valid-type]
     num_clusters: auto_or_int(2) = DEFAULTS["scan"]["num_clusters"]  # type: ignore[valid-type]
     num_heads: int = Field(DEFAULTS["scan"]["num_heads"], ge=1)
     # linear (SCAN's) or mlp: two layers, 512 wide (TEMI's, for frozen foundation features)
@@ -145,6 +146,8 @@ class ScanParams(Group):
     # none: the heads of a frozen backbone train on its features of the plain images, computed once
     augmentation: Literal["auto", "strong", "simclr", "none"] = DEFAULTS["scan"]["augmentation"]
     init: Literal["kmeans", "random"] = DEFAULTS["scan"]["init"]
+    # how the head and epoch are kept: modularity on the mined neighbor graph, or scan_loss (the authors')
+    selection: Literal["modularity", "scan_loss"] = DEFAULTS["scan"]["selection"]
     seed: int = Field(DEFAULTS["scan"]["seed"], ge=0)
 
 
@@ -157,6 +160,8 @@ class SelflabelParams(Group):
     weight_decay: float = Field(DEFAULTS["selflabel"]["weight_decay"], ge=0)
     ema: float = Field(DEFAULTS["selflabel"]["ema"], ge=0, lt=1)
     patience: int = Field(DEFAULTS["selflabel"]["patience"], ge=1)
+    # share of an image's mined neighbors that must share its cluster for it to be a pseudo-label (0: off)
+    neighbor_consensus: float = Field(DEFAULTS["selflabel"]["neighbor_consensus"], ge=0, le=1)
     seed: int = Field(DEFAULTS["selflabel"]["seed"], ge=0)
 
 

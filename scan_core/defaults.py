@@ -37,9 +37,10 @@ PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
     "scan": {"num_neighbors": 5, "entropy_weight": 5.0, "num_clusters": 10, "num_heads": 10, "head": "linear",
              "epochs": AUTO,
              "batch_size": AUTO, "lr": AUTO, "weight_decay": 1e-4, "update_backbone": AUTO, "augmentation": AUTO,
-             "init": "kmeans", "seed": 0},
+             "init": "kmeans", "selection": "modularity", "seed": 0},
     "selflabel": {"threshold": 0.99, "class_balance": True, "epochs": AUTO, "batch_size": AUTO, "lr": 1e-4,
-                  "weight_decay": 1e-4, "ema": 0.0, "patience": 10, "seed": 0},
+                  "weight_decay": 1e-4, "ema": 0.0, "patience": 10, "neighbor_consensus": 0.0,
+                  "seed": 0},
     "evaluate": {"kmeans_seed": 0, "prototypes": 8},
 }
 
@@ -51,6 +52,22 @@ IMAGES_PER_AUTO_CLUSTER = 10
 # step costs next to nothing there, so larger batches mean fewer steps for the same epochs.
 MAX_BATCH_SIZES = {"pretext": 256, "scan": 128, "selflabel": 256, "scan_heads": 1024}
 MIN_BATCH_SIZE = 16
+
+
+def entropy_weight_ladder(num_heads: int, highest: float = 5.0, lowest: float = 0.5) -> tuple[float, ...]:
+    """``scan.entropy_weight: auto``: one weight per head, spread geometrically from ``highest``
+    (the paper's 5: near-equal clusters) down to ``lowest`` (clusters free to follow unequal
+    classes).
+
+    The entropy term asks for equal cluster sizes whatever the data holds, and no single weight
+    suits both a balanced set and one whose classes run from 50 to 1,000 images. With a weight
+    per head, the label-free selection (modularity on the mined neighbor graph, see
+    ``scan_core.training.clustering.selection_scores``) chooses the weight along with the head.
+    """
+    if num_heads == 1:
+        return (highest,)
+    ratio = (lowest / highest) ** (1 / (num_heads - 1))
+    return tuple(round(highest * ratio**index, 4) for index in range(num_heads))
 
 
 def auto_image_size(native_side: int, largest: int = MAX_AUTO_IMAGE_SIZE) -> int:
@@ -95,6 +112,8 @@ def resolve_stage(stage: str, values: dict[str, Any], num_images: int,
             resolved[key] = auto_batch_size(stage, num_images)
         elif key == "backbone":
             resolved[key] = RECIPES[DEFAULT_RECIPE].backbone
+        elif stage == "scan" and key == "entropy_weight":
+            resolved[key] = entropy_weight_ladder(int(values.get("num_heads", PARAM_DEFAULTS["scan"]["num_heads"])))
         elif stage == "scan" and key in SCAN_KEYS:
             resolved[key] = getattr(RECIPES[DEFAULT_RECIPE], f"scan_{key}")
     return resolved

@@ -80,6 +80,19 @@ def cluster_metrics(
     return metrics
 
 
+def pseudo_label_report(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float]:
+    """ACC of the whole clustering and, for self-labeling, how right its pseudo-labels are:
+    ``pseudo_label_accuracy`` is the share of the images above ``threshold`` whose cluster,
+    matched to a class as for ACC, is their class. Reporting only; never used to choose."""
+    probabilities = np.asarray(probabilities)
+    labels, predictions, probabilities = _labeled_only(labels, probabilities.argmax(axis=1), probabilities)
+    mapping = match_clusters(labels, predictions, probabilities.shape[1])
+    right = mapping[predictions] == labels
+    confident = probabilities.max(axis=1) > threshold
+    return {"acc": float(right.mean()),
+            "pseudo_label_accuracy": float(right[confident].mean()) if confident.any() else float("nan")}
+
+
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_clusters: int) -> np.ndarray:
     """Row-normalised ``[true class, matched class]`` confusion after cluster matching
     (many-to-one when there are more clusters than classes, so every image has a class).

@@ -12,7 +12,8 @@ from scan_core.cluster_count import CRITERION, estimate_num_clusters
 from scan_core.defaults import AUTO, auto_batch_size, auto_cluster_counts, describe_auto, resolve_stage
 from scan_core.model_files import load_contrastive_model, save_model
 from scan_core.names import is_foundation
-from scan_core.training.clustering import CACHED_FEATURES, ScanSettings, collapse_report, collapse_warning, train_scan
+from scan_core.training.clustering import (CACHED_FEATURES, SELECTION_DESCRIPTIONS, ScanSettings, collapse_report,
+                                          collapse_warning, train_scan)
 from scan_core.training.multiprocess import describe
 from scan_core.training.warm_start import kmeans_partitions
 from tasks.artifacts import publish_key_numbers
@@ -71,14 +72,16 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
         device(),
         on_epoch=epoch_logger(logger, "scan", settings.epochs, lambda record: (
             f"loss {record['loss']:.4f} (consistency {record['consistency']:.4f}, entropy {record['entropy']:.4f}); "
-            f"best head {record['head']}: selection loss {record['selection_loss']:.4f}, neighbor agreement "
+            f"best head {record['head']} (entropy weight {record['head_entropy_weight']:g}): modularity "
+            f"{record['modularity']:.4f}, selection loss {record['selection_loss']:.4f}, neighbor agreement "
             f"{record['neighbor_agreement']:.3f}, mean confidence {record['mean_confidence']:.3f}, "
             f"size balance {record['size_balance']:.3f}")),
         initial_clusters=initial_clusters,
         processes=processes(),
     )
-    logger.info("kept head %d of %d from epoch %d (lowest SCAN loss with entropy weight 1: %.4f)",
-                selection["head"], selection["heads"], selection["epoch"], selection["criterion"])
+    logger.info("kept head %d of %d (entropy weight %g) from epoch %d: the best %s, %.4f",
+                selection["head"], selection["heads"], selection["entropy_weight"], selection["epoch"],
+                SELECTION_DESCRIPTIONS[selection["criterion"]], selection["score"])
     save_model(out(SCAN_MODEL_FILE), model.cpu(), backbone=backbone_name, in_channels=prepared.info["channels"],
                num_clusters=settings.num_clusters, head=settings.head, image_size=prepared.info["image_size"],
                mean=augment.mean, std=augment.std, heads_on_features=settings.augmentation == CACHED_FEATURES,
@@ -98,7 +101,8 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
     kept = next((record for record in history if record["epoch"] == selection["epoch"]), {})
     publish_key_numbers("scan", {
         "clusters": settings.num_clusters, "kept head": selection["head"], "heads": selection["heads"],
-        "kept epoch": selection["epoch"], "selection loss (kept)": selection["criterion"],
+        "kept epoch": selection["epoch"], "kept head's entropy weight": selection["entropy_weight"],
+        f"{selection['criterion']} (kept)": selection["score"],
         "neighbor agreement (kept epoch)": kept.get("neighbor_agreement"),
         "final loss": history[-1]["loss"] if history else None,
         "non-empty clusters": report["nonempty_clusters"], "prediction balance": report["prediction_balance"]})

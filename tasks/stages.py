@@ -57,7 +57,7 @@ STAGES: dict[str, StageSpec] = {
                   outputs=("artifacts/mine", "metrics/mine.json")),
         StageSpec("scan", params=("scan", *SIMCLR_AUGMENT, *STRONG_AUGMENT),
                   inputs=("prepare", "pretext", "embed", "mine"), outputs=("artifacts/scan",)),
-        StageSpec("selflabel", params=("selflabel", *STRONG_AUGMENT), inputs=("prepare", "scan"),
+        StageSpec("selflabel", params=("selflabel", *STRONG_AUGMENT), inputs=("prepare", "mine", "scan"),
                   outputs=("artifacts/selflabel",)),
         StageSpec("evaluate", params=("evaluate",), inputs=("prepare", "embed", "mine", "scan", "selflabel"),
                   outputs=("metrics/evaluate.json", "reports", "plots")),

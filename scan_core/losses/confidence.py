@@ -11,13 +11,14 @@ from scan_core.collectives import SINGLE, Group
 
 def confidence_ce(
     weak_logits: Tensor, strong_logits: Tensor, threshold: float, class_balance: bool = True,
-    group: Group = SINGLE,
+    group: Group = SINGLE, allowed: Tensor | None = None,
 ) -> tuple[Tensor, int]:
     """Self-labeling loss: cross-entropy on the strong view against confident weak argmaxes.
 
     Only samples whose weak-view max probability exceeds ``threshold`` count. With
     ``class_balance`` each pseudo-class c is weighted n / count_c (n confident samples),
-    so rare clusters are not swamped; the weighted sum is divided by the sum of the weights,
+    so rare clusters are not swamped; ``allowed`` (bool per sample) leaves out samples a caller
+    does not trust whatever their confidence; the weighted sum is divided by the sum of the weights,
     as ``F.cross_entropy`` does. With no confident sample the loss is a zero that still
     carries a gradient path, so a training loop never needs a special case. In several
     processes counts and the weight sum are those of the global batch, the loss is this
@@ -27,6 +28,8 @@ def confidence_ce(
         weak_probs = F.softmax(weak_logits.detach(), dim=1)
         confidence, pseudo_labels = weak_probs.max(dim=1)
         confident = confidence > threshold
+        if allowed is not None:
+            confident &= allowed.to(confident.device)
     num_classes = strong_logits.shape[1]
     targets = pseudo_labels[confident]
     per_class = group.total(torch.bincount(targets, minlength=num_classes).to(strong_logits.dtype))

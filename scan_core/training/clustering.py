@@ -18,8 +18,8 @@ from scan_core.augment.simclr import simclr_view
 from scan_core.augment.strong import strong_view
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.collectives import SINGLE, Group
-from scan_core.defaults import PARAM_DEFAULTS
-from scan_core.health import label_free_health
+from scan_core.defaults import PARAM_DEFAULTS, entropy_weight_ladder
+from scan_core.health import label_free_health, neighbor_modularity
 from scan_core.losses.clustering import PROBABILITY_FLOOR, class_softmax, scan_loss
 from scan_core.models import ClusteringModel
 from scan_core.recipes import DEFAULT_RECIPE, RECIPES
@@ -64,7 +64,9 @@ class ScanSettings:
     num_heads: int = _PARAMS["num_heads"]
     head: str = _PARAMS["head"]  # linear (SCAN's) or mlp (scan_core.models.cluster_head)
     num_neighbors: int = _PARAMS["num_neighbors"]
-    entropy_weight: float = _PARAMS["entropy_weight"]
+    # One weight for every head (the paper's 5), or one per head (``entropy_weight_ladder``, what
+    # params.yaml's auto becomes): the selection then chooses the weight too.
+    entropy_weight: float | tuple[float, ...] = entropy_weight_ladder(_PARAMS["num_heads"])
     epochs: int = 50
     batch_size: int = 128
     lr: float = RECIPES[DEFAULT_RECIPE].scan_lr
@@ -72,7 +74,19 @@ class ScanSettings:
     update_backbone: bool = RECIPES[DEFAULT_RECIPE].scan_update_backbone
     init: str = _PARAMS["init"]
     augmentation: str = RECIPES[DEFAULT_RECIPE].scan_augmentation
+    selection: str = _PARAMS["selection"]  # modularity | scan_loss (the authors'): see ``selection_scores``
     seed: int = _PARAMS["seed"]
+
+
+def head_entropy_weights(settings: ScanSettings) -> Tensor:
+    """Each head's entropy weight, ``[num_heads]``."""
+    weights = settings.entropy_weight
+    if isinstance(weights, (int, float)):
+        return torch.full((settings.num_heads,), float(weights))
+    if len(weights) != settings.num_heads:
+        raise ValueError(f"entropy_weight gives {len(weights)} weights for {settings.num_heads} heads; "
+                         f"give one number, or one per head")
+    return torch.tensor([float(weight) for weight in weights])
 
 
 def used_neighbors(neighbors: Tensor, num_neighbors: int) -> Tensor:
@@ -114,6 +128,35 @@ def head_losses(probabilities: Tensor, neighbors: Tensor, entropy_weight: float 
     mean_probs = probabilities.mean(dim=1).clamp_min(PROBABILITY_FLOOR)
     entropy = -(mean_probs * torch.log(mean_probs)).sum(dim=-1)
     return consistency - entropy_weight * entropy
+
+
+SELECTION_DESCRIPTIONS = {"modularity": "modularity of its clusters on the mined neighbor graph",
+                          "scan_loss": "minus SCAN loss with entropy weight 1 (the authors')"}
+SELECTIONS = tuple(SELECTION_DESCRIPTIONS)
+
+
+def head_modularity(probabilities: Tensor, neighbors: Tensor) -> Tensor:
+    """Modularity of every head's clusters on the mined neighbor graph, ``[heads]``
+    (``scan_core.health.neighbor_modularity``)."""
+    neighbor_rows = neighbors.numpy()
+    return torch.tensor([neighbor_modularity(clusters, neighbor_rows)
+                         for clusters in probabilities.argmax(dim=-1).numpy()])
+
+
+def selection_scores(probabilities: Tensor, neighbors: Tensor, selection: str) -> Tensor:
+    """The label-free score of every head, higher is better: the modularity of its clusters
+    on the mined neighbor graph, or (``scan_loss``, the authors') minus its SCAN loss with
+    entropy weight 1.
+
+    The authors' criterion carries an entropy term, so it prefers equal clusters exactly as
+    training does; modularity counts the neighbor pairs a partition keeps beyond chance for its
+    sizes, so it can prefer a head that keeps a large class whole.
+    """
+    if selection == "modularity":
+        return head_modularity(probabilities, neighbors)
+    if selection == "scan_loss":
+        return -head_losses(probabilities, neighbors)
+    raise ValueError(f"unknown selection {selection!r}; valid: {', '.join(SELECTIONS)}")
 
 
 def epoch_health(probabilities: Tensor, neighbors: Tensor) -> dict[str, float]:
@@ -187,14 +230,17 @@ class HeadsOnFeatures(nn.Module):
         return logits.view(len(features), len(self.heads), -1).transpose(0, 1)
 
 
-def scan_step(model: nn.Module, views: Tensor, entropy_weight: float,
+def scan_step(model: nn.Module, views: Tensor, entropy_weight: float | Tensor,
               group: Group = SINGLE) -> tuple[Tensor, Tensor]:
     """The loss of one step on ``views`` ``[b, 2, C, H, W]`` (anchor, neighbor; this process's
-    rows): the sum over heads of SCAN's loss in float32, the entropy over the global batch.
+    rows): the sum over heads of SCAN's loss in float32, the entropy over the global batch;
+    ``entropy_weight`` is one number or one per head.
     Also returns each head's detached ``(total, consistency, entropy)``, ``[heads, 3]``."""
     with autocast(views.device):
         logits = model(as_input(views.transpose(0, 1).flatten(0, 1)))
     anchor_logits, neighbor_logits = logits.float().chunk(2, dim=1)
+    if isinstance(entropy_weight, Tensor):
+        entropy_weight = entropy_weight.to(anchor_logits.device)
     terms = scan_loss(anchor_logits, neighbor_logits, entropy_weight, group)  # each [heads]
     return terms[0].sum(), torch.stack(terms, dim=1).detach()
 
@@ -236,8 +282,9 @@ def train_scan(
     features: Tensor | None = None,
 ) -> tuple[ClusteringModel, list[dict[str, float]], dict]:
     """Train the clustering heads (and the backbone unless frozen) and keep the best head
-    *and epoch*: after every epoch each head's SCAN loss with entropy weight 1 over all mined
-    neighbor pairs (no labels) is computed, and the lowest ever seen wins.
+    *and epoch*: after every epoch each head is scored without labels on all mined neighbor
+    pairs (``selection_scores``: modularity, or the authors' SCAN loss with entropy weight 1),
+    and the best score ever seen wins.
 
     ``neighbors[i]`` are the row indices (into ``images``) of image i's nearest neighbors, nearest
     first; the first ``settings.num_neighbors`` of them are used (``used_neighbors``).
@@ -300,7 +347,8 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
     trained = model if settings.update_backbone else model.heads
     history, start_epoch, state = resume(checkpoint, trained, optimizer, "scan")
     network = parallel(HeadsOnFeatures(model) if cached else model, group, device)
-    best = state["best"] if state is not None else {"criterion": float("inf")}
+    best = state["best"] if state is not None else {"score": float("-inf")}
+    entropy_weights = head_entropy_weights(settings)
     best_state = state["best_model"] if state is not None else None
     count = len(features) if cached else len(images)
     batch_size = min(settings.batch_size, count)
@@ -317,7 +365,7 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
         sums = torch.zeros(3)
         steps = 0
         for step, views in enumerate(epoch_batches(count, batch_size, generator, True, produce, group)):
-            loss, terms = scan_step(network, views, settings.entropy_weight, group)
+            loss, terms = scan_step(network, views, entropy_weights, group)
             values = group.mean(torch.cat([loss.detach().view(1), terms.flatten()])).cpu()
             check_finite(values[0], "scan", epoch + 1, step + 1)
             optimizer.zero_grad(set_to_none=True)
@@ -330,15 +378,19 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
         total, consistency, entropy = (sums / steps).tolist()
         probabilities = heads_probabilities(model, features, device) if cached else \
             predict_probabilities(model, images, augment, 512, device)
-        criteria = head_losses(probabilities, neighbors)
-        head = int(criteria.argmin())
+        scores = selection_scores(probabilities, neighbors, settings.selection)
+        head = int(scores.argmax())
         record = {"epoch": epoch + 1, "loss": total, "consistency": consistency, "entropy": entropy,
-                  "selection_loss": float(criteria[head]), "head": head,
+                  "selection_score": float(scores[head]), "head": head,
+                  "head_entropy_weight": float(entropy_weights[head]),
+                  "selection_loss": float(head_losses(probabilities[head:head + 1], neighbors)[0]),
+                  "modularity": float(head_modularity(probabilities[head:head + 1], neighbors)[0]),
                   **epoch_health(probabilities[head], neighbors)}
         if probe is not None:
             record.update(probe(probabilities[head]))
-        if record["selection_loss"] < best["criterion"]:
-            best = {"epoch": epoch + 1, "head": head, "criterion": record["selection_loss"]}
+        if record["selection_score"] > best["score"]:
+            best = {"epoch": epoch + 1, "head": head, "criterion": settings.selection,
+                    "score": record["selection_score"], "entropy_weight": record["head_entropy_weight"]}
             best_state = copy.deepcopy(trained.state_dict())
         history.append(record)
         checkpoint.save({"model": trained.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,

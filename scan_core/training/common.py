@@ -61,13 +61,18 @@ def epoch_batches(count: int, batch_size: int, generator: torch.Generator, drop_
     """The epoch's batches on the device, prepared ahead in draw order.
 
     ``produce(rows)`` makes every random draw of a step for the *global* batch ``rows`` and
-    returns its inputs (rows first); each process keeps its own rows of them
+    returns its inputs (rows first; a tensor or a tuple of them); each process keeps its own rows of them
     (``Group.shard``). Every process thus draws what a single process would, whatever the
     process count, at the price of building the whole batch's views on each. A last batch
     with fewer rows than processes is skipped (only possible without ``drop_last``).
     """
     batches = (rows for rows in index_batches(count, batch_size, generator, drop_last) if len(rows) >= group.world)
-    return prefetched(batches, lambda rows: group.shard(produce(rows)), depth=PREFETCH_DEPTH)
+    return prefetched(batches, lambda rows: _shard(group, produce(rows)), depth=PREFETCH_DEPTH)
+
+
+def _shard(group: Group, produced: Tensor | tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
+    """This process's rows of what ``produce`` made: one tensor, or each of a tuple of them."""
+    return tuple(group.shard(part) for part in produced) if isinstance(produced, tuple) else group.shard(produced)
 
 
 def check_finite(loss: Tensor, stage: str, epoch: int, step: int) -> None:

@@ -17,6 +17,7 @@ from scan_core.augment.strong import strong_view
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.collectives import SINGLE, Group
 from scan_core.defaults import PARAM_DEFAULTS
+from scan_core.health import cluster_balance
 from scan_core.losses.confidence import confidence_ce
 from scan_core.models import ClusteringModel
 from scan_core.training.clustering import HeadsOnFeatures, heads_probabilities
@@ -59,6 +60,9 @@ class SelflabelSettings:
     seed: int = _PARAMS["seed"]
     ema: float = _PARAMS["ema"]
     patience: int = _PARAMS["patience"]
+    # A confident image teaches only if at least this share of its mined neighbors sit in its
+    # cluster (0: every confident image does, the paper's rule); ``trusted_images``.
+    neighbor_consensus: float = _PARAMS["neighbor_consensus"]
     # The heads of a frozen backbone, trained on its cached features (scan.augmentation none):
     # the backbone runs once, no image is read per epoch, and the "strong view" of a feature
     # is the feature itself, so self-labeling sharpens the heads on their confident images.
@@ -82,10 +86,39 @@ def confident_count(probabilities: Tensor, threshold: float) -> int:
     return int((probabilities.max(dim=1).values > threshold).sum())
 
 
+def confident_balance(probabilities: Tensor, threshold: float) -> float:
+    """Balance of the pseudo-classes among the images above ``threshold`` (1.0: equal; see
+    ``scan_core.health.cluster_balance``): a falling value means self-labeling is feeding a few
+    clusters at the others' expense."""
+    confidence, clusters = probabilities.max(dim=1)
+    confident = clusters[confidence > threshold]
+    return cluster_balance(confident.numpy(), probabilities.shape[1]) if len(confident) else 0.0
+
+
 def count_confident(model: ClusteringModel, images: Images, augment: AugmentSettings,
                     threshold: float, device: torch.device) -> int:
     """How many plain images the first head predicts above ``threshold``."""
     return confident_count(image_scorer(images, augment, device)(model), threshold)
+
+
+def trusted_images(probabilities: Tensor, neighbors: Tensor, consensus: float) -> Tensor:
+    """Which images may lend their prediction as a pseudo-label: those of which at least
+    ``consensus`` of the mined neighbors (``neighbors[i]``: row indices) are predicted in the
+    same cluster.
+
+    Confidence alone is not evidence: a head that cuts one class in two is as sure of the
+    cut's wrong side as of the right one (Fashion-MNIST at threshold 0.99: 85 % of the
+    pseudo-labels right). An image whose neighbors disagree with it sits on such a cut.
+    """
+    if consensus <= 0:
+        return torch.ones(len(probabilities), dtype=torch.bool)
+    clusters = probabilities.argmax(dim=1)
+    return (clusters[neighbors] == clusters[:, None]).float().mean(dim=1) >= consensus
+
+
+def with_mask(produce: Callable[[Tensor], Tensor], mask: Tensor) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """``produce`` that also hands over ``mask[rows]``, sharded alongside the views."""
+    return lambda rows: (produce(rows), mask[rows])
 
 
 def repeated_features(features: Tensor, rows: Tensor, device: torch.device) -> Tensor:
@@ -113,11 +146,12 @@ def selflabel_views(images: Images, rows: Tensor, augment: AugmentSettings, gene
 
 
 def selflabel_step(model: nn.Module, views: Tensor, threshold: float, class_balance: bool,
-                   group: Group = SINGLE) -> tuple[Tensor, int]:
+                   group: Group = SINGLE, allowed: Tensor | None = None) -> tuple[Tensor, int]:
     """The loss of one step on ``views`` ``[b, 2, C, H, W]`` (plain, strong; this process's
     rows): pseudo-labels from the plain image in eval mode without gradient, cross-entropy of
-    the strong view in train mode, class weights over the global batch. Also returns the
-    global number of confident images."""
+    the strong view in train mode, class weights over the global batch; ``allowed`` (bool per
+    row) leaves out rows whose pseudo-label is not trusted. Also returns the global number of
+    confident images."""
     plain, strong = as_input(views[:, 0]), as_input(views[:, 1])
     inner = unwrap(model)
     inner.eval()
@@ -126,7 +160,7 @@ def selflabel_step(model: nn.Module, views: Tensor, threshold: float, class_bala
     inner.train()
     with autocast(views.device):
         strong_logits = model(strong)[0]
-    return confidence_ce(plain_logits.float(), strong_logits.float(), threshold, class_balance, group)
+    return confidence_ce(plain_logits.float(), strong_logits.float(), threshold, class_balance, group, allowed)
 
 
 def train_selflabel(
@@ -140,6 +174,7 @@ def train_selflabel(
     progress: bool = True,
     probe: Callable[[Tensor], dict[str, float]] | None = None,
     processes: int = 1,
+    neighbors: Tensor | None = None,
 ) -> tuple[ClusteringModel, list[dict[str, float]]]:
     """Cross-entropy on strong views against confident predictions of the plain image.
 
@@ -147,14 +182,19 @@ def train_selflabel(
     "weak" view is the evaluation transform). With ``ema`` > 0 an exponential moving
     average of the weights is what is scored and kept. The weights of the epoch with the
     most confident images are kept (the paper stops when that number plateaus; no labels
-    are used), and training stops after ``patience`` epochs without a new maximum. When no
+    are used), and training stops after ``patience`` epochs without a new maximum. With
+    ``neighbor_consensus`` > 0 a confident image teaches only while enough of its mined
+    ``neighbors`` (``[N, k]`` row indices) share its cluster in the latest scoring pass
+    (``trusted_images``). When no
     sample is ever confident the clustering model comes back unchanged and ``history``
     says so. ``probe`` reports on the scored model's probabilities each epoch (never used
     to choose). With ``processes`` > 1 training runs in that many processes on the same
     global batches and draws (the counting passes on the main one); ``images`` and ``probe``
     must then pickle.
     """
-    arguments = (images, settings, augment, checkpoint, progress, probe)
+    if settings.neighbor_consensus > 0 and neighbors is None:
+        raise ValueError("neighbor_consensus needs the mined neighbors (train_selflabel(..., neighbors=...))")
+    arguments = (images, settings, augment, checkpoint, progress, probe, neighbors)
     if processes > 1:
         state, history = launch(_selflabel_process, processes, device, on_epoch, model, *arguments)
         return restore_state(model, state).to(device), history
@@ -169,7 +209,7 @@ def _selflabel_process(group: Group, device: torch.device, on_epoch: EpochCallba
 
 def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, model: ClusteringModel,
            images: Images, settings: SelflabelSettings, augment: AugmentSettings, checkpoint: TrainingCheckpoint,
-           progress: bool, probe: Callable[[Tensor], dict[str, float]] | None,
+           progress: bool, probe: Callable[[Tensor], dict[str, float]] | None, neighbors: Tensor | None,
            ) -> tuple[ClusteringModel, list[dict[str, float]]]:
     """The training loop of one process of ``group``; only the main one counts confident
     images, chooses and writes, and tells the others when to stop."""
@@ -185,8 +225,8 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
     trained, scored_trained = (model.heads, scored.heads) if features is not None else (model, scored)
     optimizer = torch.optim.Adam([parameter for parameter in model.parameters() if parameter.requires_grad],
                                  lr=settings.lr, weight_decay=settings.weight_decay)
-    initial_confident = group.decide(
-        confident_count(score(model), settings.threshold) if group.main else 0, device)
+    latest = score(model) if group.main else None
+    initial_confident = group.decide(confident_count(latest, settings.threshold) if group.main else 0, device)
     best_state, best_confident, best_epoch = (copy.deepcopy(trained.state_dict()) if group.main else None,
                                               initial_confident, 0)
     history, start_epoch, state = resume(checkpoint, trained, optimizer, "selflabel")
@@ -214,9 +254,15 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
         generator = epoch_generator(settings.seed, epoch)
         produce = partial(repeated_features, features, device=device) if features is not None else \
             partial(selflabel_views, images, augment=augment, generator=generator, device=device)
+        trusted = None
+        if settings.neighbor_consensus > 0:
+            trusted = group.share(trusted_images(latest, neighbors, settings.neighbor_consensus) if group.main
+                                  else torch.zeros(len(images), dtype=torch.bool))
+            produce = with_mask(produce, trusted)
         total, steps = 0.0, 0
-        for step, views in enumerate(epoch_batches(len(images), batch_size, generator, False, produce, group)):
-            loss, _ = selflabel_step(network, views, settings.threshold, settings.class_balance, group)
+        for step, batch in enumerate(epoch_batches(len(images), batch_size, generator, False, produce, group)):
+            views, allowed = batch if trusted is not None else (batch, None)
+            loss, _ = selflabel_step(network, views, settings.threshold, settings.class_balance, group, allowed)
             value = group.mean(loss.detach())
             check_finite(value, "selflabel", epoch + 1, step + 1)
             optimizer.zero_grad(set_to_none=True)
@@ -227,11 +273,14 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
             total, steps = total + value.item(), steps + 1
         if not group.main:
             continue
-        probabilities = score(scored)
+        probabilities = latest = score(scored)
         confident = confident_count(probabilities, settings.threshold)
         if confident > best_confident:
             best_state, best_confident, best_epoch = copy.deepcopy(scored_trained.state_dict()), confident, epoch + 1
-        record = {"epoch": epoch + 1, "loss": total / steps, "confident": confident}
+        record = {"epoch": epoch + 1, "loss": total / steps, "confident": confident,
+                  "confident_balance": confident_balance(probabilities, settings.threshold)}
+        if trusted is not None:
+            record["trusted"] = int(trusted.sum())
         if probe is not None:
             record.update(probe(probabilities))
         history.append(record)

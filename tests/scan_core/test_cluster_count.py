@@ -5,18 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scan_core.cluster_count import estimate_num_clusters, neighbor_modularity
+from scan_core.cluster_count import estimate_num_clusters
 from scan_core.defaults import auto_cluster_counts
 from scan_core.mining import mine_neighbors, neighbor_matrix
-
-
-def test_modularity_by_hand() -> None:
-    # Four images, two clusters {0, 1} and {2, 3}; each image's one neighbor.
-    clusters = np.array([0, 0, 1, 1])
-    neighbors = np.array([[1], [0], [3], [0]])
-    # 3 of 4 pairs inside; out-shares (1/2, 1/2), in-shares (2/4, 2/4): expected 1/2.
-    assert neighbor_modularity(clusters, neighbors) == pytest.approx(3 / 4 - 1 / 2)
-    assert neighbor_modularity(np.zeros(4, dtype=int), neighbors) == pytest.approx(0.0)
 
 
 def test_the_number_of_well_separated_groups_is_found() -> None:
