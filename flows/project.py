@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from flows.dvc_file import render
-from scan_core.config import default_params_yaml
+from scan_core.config import PARAMS_YAML_HEADER, default_params_yaml
 from scan_core.names import WEIGHTS_DIR
 from tasks.stages import PROJECT_ROOT
 
@@ -116,6 +116,27 @@ def refresh_project(directory: Path) -> None:
     write_generated(directory)
     _commit(directory, "scan cluster: dvc.yaml for the installed package", ["dvc.yaml", "prefect.yaml"])
     run_tool(["git", "checkout", "-q", "HEAD", "--", "params.yaml"], directory)
+    complete_params(directory)
+
+
+def complete_params(directory: Path) -> list[str]:
+    """Add to the project's ``params.yaml`` the keys a newer package knows and it lacks, at their
+    defaults, and commit it: ``dvc.yaml`` names them as params and ``-S`` can only set keys the
+    file has. The project's own values stay as they are. Returns the keys added."""
+    path = directory / "params.yaml"
+    current = yaml.safe_load(path.read_text()) or {}
+    defaults = yaml.safe_load(default_params_yaml())
+    missing = [f"{group}.{key}" for group, keys in defaults.items() for key in keys
+               if key not in (current.get(group) or {})]
+    if not missing:
+        return []
+    completed = {group: {**keys, **(current.get(group) or {})} for group, keys in defaults.items()}
+    completed.update({group: keys for group, keys in current.items() if group not in completed})
+    path.write_text(PARAMS_YAML_HEADER + yaml.safe_dump(completed, sort_keys=False, default_flow_style=False,
+                                                        allow_unicode=True, width=4096))
+    _commit(directory, f"scan cluster: params.yaml gains {', '.join(missing)} (the installed package's defaults)",
+            ["params.yaml"])
+    return missing
 
 
 def project_root_of(directory: Path) -> Path:

@@ -83,14 +83,19 @@ def cluster_metrics(
 def pseudo_label_report(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float]:
     """ACC of the whole clustering and, for self-labeling, how right its pseudo-labels are:
     ``pseudo_label_accuracy`` is the share of the images above ``threshold`` whose cluster,
-    matched to a class as for ACC, is their class. Reporting only; never used to choose."""
+    matched to a class as for ACC, is their class; ``pseudo_label_purity`` the share whose
+    cluster's majority class is theirs (a class cut in two is pure but half unmatched: on
+    unequal classes the two differ most). Reporting only; never used to choose."""
     probabilities = np.asarray(probabilities)
     labels, predictions, probabilities = _labeled_only(labels, probabilities.argmax(axis=1), probabilities)
     mapping = match_clusters(labels, predictions, probabilities.shape[1])
     right = mapping[predictions] == labels
+    majority = match_clusters(labels, predictions, probabilities.shape[1], many_to_one=True)[predictions] == labels
     confident = probabilities.max(axis=1) > threshold
-    return {"acc": float(right.mean()),
-            "pseudo_label_accuracy": float(right[confident].mean()) if confident.any() else float("nan")}
+    if not confident.any():
+        return {"acc": float(right.mean()), "pseudo_label_accuracy": float("nan"), "pseudo_label_purity": float("nan")}
+    return {"acc": float(right.mean()), "pseudo_label_accuracy": float(right[confident].mean()),
+            "pseudo_label_purity": float(majority[confident].mean())}
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_clusters: int) -> np.ndarray:

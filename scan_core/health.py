@@ -4,9 +4,12 @@ A user with no labels cannot compute ACC, so they cannot see that SCAN did worse
 k-means. These numbers need only the clusters and the mined neighbors: SCAN's whole premise
 is that mined neighbors share a class, so a clustering that splits many more neighbor pairs
 than k-means does, beyond what its cluster sizes explain, has lost information the neighbors
-held. The check compares modularity (pairs kept beyond chance, ``neighbor_modularity``) with a
-margin: a point or two either way is the noise between two good clusterings (Fashion-MNIST:
-SCAN kept 1.6 points fewer pairs than k-means with 3 points more ACC).
+held. The check compares modularity (pairs kept beyond chance, ``neighbor_modularity``)
+with a margin, because a few points either way say nothing: k-means cuts the neighbor graph
+where it is thinnest, which is not where the classes part. On a folder of Fashion-MNIST
+classes of 50 to 1,000 images the true classes score 0.63 and k-means 0.80 on the same graph,
+and self-labeling scored 0.72 with 9 points more ACC than k-means; on digits, SCAN broken by a
+30 times too high learning rate scored 0.66 against k-means' 0.80 with ACC 0.54 against 0.79.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 
 CONFIDENT = 0.99
 # How much lower than k-means' a model's modularity may be before the check speaks up.
-HEALTH_MARGIN = 0.03
+HEALTH_MARGIN = 0.08
 MODELS_CHECKED = ("scan", "selflabel")
 
 

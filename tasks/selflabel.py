@@ -30,7 +30,8 @@ def describe_epoch(record: dict) -> str:
     line = (f"loss {record['loss']:.4f}, {record['confident']} confident "
             f"(balance of their clusters {record['confident_balance']:.3f})")
     if "acc" in record:
-        line += f"; ACC {record['acc']:.3f}, pseudo-labels right {record['pseudo_label_accuracy']:.3f}"
+        line += (f"; ACC {record['acc']:.3f}, pseudo-labels right {record['pseudo_label_accuracy']:.3f} "
+                 f"(of their cluster's majority class {record['pseudo_label_purity']:.3f})")
     return line
 
 
@@ -78,7 +79,7 @@ def selflabel(params: dict, inputs: dict, out: StagedOutputs) -> None:
     save_model(out(SELFLABEL_MODEL_FILE), model.cpu(), **description)
     write_predictions(out(SELFLABEL_PREDICTIONS_FILE), model, prepared, augment)
     out(SELFLABEL_DIR / SUMMARY_NAME).write_text(json.dumps(summary, indent=1))
-    # [{epoch, loss, confident, confident_balance[, acc, pseudo_label_accuracy]}]
+    # [{epoch, loss, confident, confident_balance[, trusted][, acc, pseudo_label_accuracy, pseudo_label_purity]}]
     out(SELFLABEL_CURVES_FILE).write_text(json.dumps(history, indent=1))
     checkpoint.discard()
     confident = [record["confident"] for record in history]

@@ -11,6 +11,7 @@ from scan_core.augment.settings import AugmentSettings
 from scan_core.config import Params
 from scan_core.defaults import (
     PARAM_DEFAULTS,
+    entropy_weight_ladder,
     auto_batch_size,
     auto_epochs,
     auto_image_size,
@@ -75,15 +76,17 @@ def _defaults(group: str) -> dict:
 
 def test_digits_resolve_to_exactly_todays_settings():
     """What pretext, scan and selflabel logged and wrote to settings.json / summary.json for
-    the digits default before recipes, and the augmentations each of them used."""
+    the digits default before recipes, and the augmentations each of them used; since issue 19
+    SCAN's heads each have their own entropy weight and are chosen by modularity."""
     today = {
         "pretext": {"method": "simclr", "weights": None, "backbone": "small_cnn", "epochs": 100, "batch_size": 256,
                     "lr": 0.4, "weight_decay": 0.0001, "temperature": 0.5, "projection_dim": 128, "seed": 0},
-        "scan": {"num_neighbors": 5, "entropy_weight": 5.0, "num_clusters": 10, "num_heads": 10, "head": "linear", "epochs": 40,
-                 "batch_size": 128, "lr": 0.0005, "weight_decay": 0.0001, "update_backbone": True, "init": "kmeans",
+        "scan": {"num_neighbors": 5, "entropy_weight": entropy_weight_ladder(10), "num_clusters": 10,
+                 "num_heads": 10, "head": "linear", "epochs": 40, "batch_size": 128, "lr": 0.0005,
+                 "weight_decay": 0.0001, "update_backbone": True, "init": "kmeans", "selection": "modularity",
                  "augmentation": "strong", "seed": 0},
         "selflabel": {"threshold": 0.99, "class_balance": True, "epochs": 20, "batch_size": 256, "lr": 0.0001,
-                      "weight_decay": 0.0001, "ema": 0.0, "patience": 10, "seed": 0},
+                      "weight_decay": 0.0001, "ema": 0.0, "patience": 10, "neighbor_consensus": 0.0, "seed": 0},
     }
     for stage, expected in today.items():
         assert resolve_stage(stage, _defaults(stage), 1797, DIGITS) == expected
@@ -121,6 +124,16 @@ def test_describe_marks_what_the_recipe_chose():
     assert line == "scan settings: epochs=90 (auto: photo), batch_size=128 (auto), lr=0.1"
 
 
+def test_entropy_weight_auto_is_one_weight_per_head_from_5_down_to_half():
+    ladder = entropy_weight_ladder(10)
+    assert len(ladder) == 10 and ladder[0] == 5.0 and ladder[-1] == pytest.approx(0.5)
+    assert all(ladder[index + 1] / ladder[index] == pytest.approx(0.1 ** (1 / 9), abs=1e-4) for index in range(9))
+    assert entropy_weight_ladder(1) == (5.0,)
+    values = {**_defaults("scan"), "num_heads": 4}
+    assert resolve_stage("scan", values, 2000)["entropy_weight"] == entropy_weight_ladder(4)
+    assert resolve_stage("scan", {**values, "entropy_weight": 2.0}, 2000)["entropy_weight"] == 2.0
+
+
 def test_param_defaults_are_the_schemas():
     assert PARAM_DEFAULTS == Params().model_dump()
 
@@ -138,6 +151,8 @@ def test_settings_dataclasses_default_to_the_schema(group):
             assert field.default == schema[field.name], f"{group}.{field.name}"
         elif field.name in ("epochs", "batch_size"):
             assert isinstance(field.default, int) and field.default > 0, f"{group}.{field.name}"
+        elif field.name == "entropy_weight":
+            assert field.default == entropy_weight_ladder(schema["num_heads"])
         else:
             attribute = f"scan_{field.name}" if group == "scan" else field.name
             assert field.default == getattr(recipe, attribute), f"{group}.{field.name}"
