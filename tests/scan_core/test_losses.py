@@ -85,6 +85,13 @@ def test_scan_loss_terms_match_hand_computation(weight: float) -> None:
     assert total.item() == pytest.approx(consistency.item() - weight * entropy.item(), rel=1e-12)
 
 
+def test_scan_loss_takes_one_entropy_weight_per_head() -> None:
+    anchors, neighbors = torch.tensor(np.stack([ANCHORS, NEIGHBORS])), torch.tensor(np.stack([NEIGHBORS, ANCHORS]))
+    total, _, _ = scan_loss(anchors, neighbors, entropy_weight=torch.tensor([5.0, 0.5], dtype=torch.float64))
+    assert total[0].item() == pytest.approx(_scan_by_hand(ANCHORS, NEIGHBORS, 5.0)[0], rel=1e-9)
+    assert total[1].item() == pytest.approx(_scan_by_hand(NEIGHBORS, ANCHORS, 0.5)[0], rel=1e-9)
+
+
 def test_scan_loss_total_can_be_negative() -> None:
     # Confident anchors, each agreeing with its neighbor, spread over all three clusters:
     # consistency ~ 0 and entropy ~ log 3, so total ~ -5 log 3.
@@ -183,6 +190,16 @@ def test_confidence_ce_ignores_unconfident_samples(class_balance: bool) -> None:
     changed[2] = changed[2] + torch.tensor([3.0, 0.0, 0.0])
     third, _ = confidence_ce(WEAK, changed, 0.9, class_balance)
     assert third.item() != pytest.approx(first.item())
+
+
+def test_confidence_ce_leaves_out_rows_not_allowed() -> None:
+    allowed = torch.tensor([True, False, True, True, True])  # row 1: confident, but not trusted
+    loss, count = confidence_ce(WEAK, STRONG, threshold=0.9, class_balance=True, allowed=allowed)
+    logits = STRONG.double().numpy()
+    confident = {0: 0, 2: 1, 4: 0}
+    weights = {0: 3 / 2, 2: 3.0, 4: 3 / 2}
+    expected = sum(weights[r] * _ce_by_hand(logits[r], lab) for r, lab in confident.items()) / sum(weights.values())
+    assert count == 3 and loss.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_confidence_ce_does_not_backpropagate_into_weak_view() -> None:

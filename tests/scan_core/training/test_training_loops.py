@@ -251,33 +251,66 @@ def test_scan_history_health_is_that_of_the_epochs_chosen_head(images, neighbors
         assert record["confident_share"] == pytest.approx(float((confidence > 0.99).double().mean()), abs=1e-9)
 
 
-def test_scan_keeps_the_head_and_epoch_with_the_lowest_label_free_loss(images, neighbors) -> None:
-    settings = ScanSettings(**{**SCAN.__dict__, "epochs": 6, "lr": 3e-2})
+def _every_head_of_every_epoch(images, neighbors, selection_name: str, score_by_hand) -> tuple:
+    """Train 6 epochs recording every checkpoint, and score every head of every epoch by hand
+    (not by the code under test)."""
+    settings = ScanSettings(**{**SCAN.__dict__, "epochs": 6, "lr": 3e-2, "selection": selection_name})
     checkpoint = RecordingCheckpoint()
     model, history, selection = train_scan(_backbone(), images, neighbors, settings, AUGMENT, checkpoint, CPU,
                                            progress=False)
     snapshots = dict(enumerate(checkpoint.saved, start=1))
-    # Every head of every epoch scored by hand (not by head_losses, the code under test):
-    # the winner is the lowest of all of them, whatever train_scan recorded in its history.
-    losses = {}
+    scores = {}
     for epoch, state in snapshots.items():
         snapshot = ClusteringModel(build_backbone("small_cnn", 1), SCAN.num_clusters, SCAN.num_heads)
         snapshot.load_state_dict(state)
         for head, probabilities in enumerate(predict_probabilities(snapshot, images, AUGMENT, 512, CPU)):
-            losses[epoch, head] = _scan_loss_by_hand(probabilities, neighbors)
-    assert len(losses) == 6 * 2
-    chosen = (selection["epoch"], selection["head"])
-    # (On this data the lowest beats all others by > 0.4; the tolerance only absorbs rounding ties.)
-    assert losses[chosen] <= min(losses.values()) + 1e-5, (chosen, sorted(losses.items(), key=lambda kv: kv[1]))
-    assert selection["criterion"] == pytest.approx(losses[chosen], abs=1e-5)
+            scores[epoch, head] = score_by_hand(probabilities, neighbors)
+    assert len(scores) == 6 * 2
+    return model, selection, snapshots, scores
+
+
+def _assert_kept(model, selection, snapshots) -> None:
     assert len(model.heads) == 1
     kept = snapshots[selection["epoch"]]
     for name, value in model.backbone.state_dict().items():
         assert torch.equal(value, kept[f"backbone.{name}"])
     assert torch.equal(model.heads[0].weight, kept[f"heads.{selection['head']}.weight"])
+
+
+def test_scan_keeps_the_head_and_epoch_with_the_lowest_label_free_loss(images, neighbors) -> None:
+    model, selection, snapshots, losses = _every_head_of_every_epoch(images, neighbors, "scan_loss",
+                                                                     _scan_loss_by_hand)
+    chosen = (selection["epoch"], selection["head"])
+    # (On this data the lowest beats all others by > 0.4; the tolerance only absorbs rounding ties.)
+    assert losses[chosen] <= min(losses.values()) + 1e-5, (chosen, sorted(losses.items(), key=lambda kv: kv[1]))
+    assert selection["criterion"] == "scan_loss" and -selection["score"] == pytest.approx(losses[chosen], abs=1e-5)
+    _assert_kept(model, selection, snapshots)
     # The kept model scores exactly the criterion recorded for it.
     (probabilities,) = predict_probabilities(model, images, AUGMENT, 512, CPU)
-    assert _scan_loss_by_hand(probabilities, neighbors) == pytest.approx(selection["criterion"], abs=1e-5)
+    assert _scan_loss_by_hand(probabilities, neighbors) == pytest.approx(-selection["score"], abs=1e-5)
+
+
+def test_scan_keeps_the_head_and_epoch_with_the_highest_modularity(images, neighbors) -> None:
+    model, selection, snapshots, modularity = _every_head_of_every_epoch(images, neighbors, "modularity",
+                                                                         _modularity_by_hand)
+    chosen = (selection["epoch"], selection["head"])
+    assert modularity[chosen] >= max(modularity.values()) - 1e-9, (chosen, modularity)
+    assert selection["criterion"] == "modularity" and selection["score"] == pytest.approx(modularity[chosen])
+    assert selection["entropy_weight"] == SCAN.entropy_weight
+    _assert_kept(model, selection, snapshots)
+    (probabilities,) = predict_probabilities(model, images, AUGMENT, 512, CPU)
+    assert _modularity_by_hand(probabilities, neighbors) == pytest.approx(selection["score"])
+
+
+def _modularity_by_hand(probabilities: torch.Tensor, neighbors: torch.Tensor) -> float:
+    """Pairs (i, j) in one cluster over all pairs, minus sum over clusters of (share of anchors
+    in it) x (share of neighbor slots in it), counted in plain Python."""
+    clusters = probabilities.argmax(dim=1).tolist()
+    pairs = [(clusters[i], clusters[int(j)]) for i in range(len(clusters)) for j in neighbors[i]]
+    inside = sum(a == b for a, b in pairs) / len(pairs)
+    chance = sum((clusters.count(c) / len(clusters)) * (sum(b == c for _, b in pairs) / len(pairs))
+                 for c in set(clusters))
+    return inside - chance
 
 
 def _scan_loss_by_hand(probabilities: torch.Tensor, neighbors: torch.Tensor) -> float:
@@ -421,15 +454,15 @@ def test_scan_on_cached_features_trains_the_heads_the_images_give(images, neighb
     """The heads trained on cached features predict on the plain images exactly what the
     selection saw, and the SCAN loss they were chosen by is below the untrained heads'."""
     settings = ScanSettings(**{**SCAN.__dict__, "epochs": 40, "augmentation": "none", "update_backbone": False,
-                               "lr": 5e-2})
+                               "lr": 5e-2, "selection": "scan_loss"})
     model, history, selection = train_scan(_backbone(), images, neighbors, settings, AUGMENT, _no_checkpoint(), CPU,
                                            progress=False)
     probabilities = predict_probabilities(model, images, AUGMENT, 512, CPU)
-    assert float(head_losses(probabilities, neighbors)[0]) == pytest.approx(selection["criterion"], abs=1e-5)
+    assert float(head_losses(probabilities, neighbors)[0]) == pytest.approx(-selection["score"], abs=1e-5)
     torch.manual_seed(settings.seed)
     untrained = ClusteringModel(_backbone(), SCAN.num_clusters, SCAN.num_heads)
     before = head_losses(predict_probabilities(untrained, images, AUGMENT, 512, CPU), neighbors).min()
-    assert selection["criterion"] < float(before) - 0.05
+    assert -selection["score"] < float(before) - 0.05
 
 
 def test_scan_on_cached_features_needs_a_frozen_backbone(images, neighbors) -> None:
@@ -517,6 +550,49 @@ def test_selflabel_takes_pseudo_labels_from_the_plain_image_and_learns_them_on_t
     model.train()
     expected, _ = confidence_ce(plain_logits, model(strong)[0], 0.3, True)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_trusted_images_are_those_whose_neighbors_mostly_share_their_cluster() -> None:
+    from scan_core.training.selflabel import trusted_images
+
+    probabilities = torch.eye(3)[[0, 0, 1, 1, 2]]  # clusters 0 0 1 1 2
+    neighbors = torch.tensor([[1, 2], [0, 1], [3, 4], [0, 1], [4, 4]])
+    # shares of neighbors in the image's own cluster: 1/2, 2/2, 1/2, 0/2, 2/2
+    assert trusted_images(probabilities, neighbors, 0.5).tolist() == [True, True, True, False, True]
+    assert trusted_images(probabilities, neighbors, 1.0).tolist() == [False, True, False, False, True]
+    assert trusted_images(probabilities, neighbors, 0.0).all()
+
+
+def test_selflabel_with_neighbor_consensus_learns_only_from_trusted_images(images: torch.Tensor,
+                                                                           monkeypatch) -> None:
+    """Neighbors that are the image itself trust every image: the run equals the one without
+    the filter. With no image trusted (the untrained model here puts every image in one cluster,
+    so the trust is forced) no step changes the weights, however confident the images are."""
+    import scan_core.training.selflabel as selflabel
+
+    threshold = _threshold_for(_cluster_model(), images)
+    # No weight decay: with it Adam moves the weights even where the loss is zero.
+    settings = SelflabelSettings(**{**SELFLABEL.__dict__, "threshold": threshold, "neighbor_consensus": 1.0,
+                                    "weight_decay": 0.0})
+    plain = SelflabelSettings(**{**settings.__dict__, "neighbor_consensus": 0.0})
+    themselves = torch.arange(len(images))[:, None]
+    filtered, filtered_history = train_selflabel(_cluster_model(), images, settings, AUGMENT, _no_checkpoint(), CPU,
+                                                 progress=False, neighbors=themselves)
+    reference, reference_history = train_selflabel(_cluster_model(), images, plain, AUGMENT, _no_checkpoint(), CPU,
+                                                   progress=False)
+    assert _states_equal(filtered, reference)
+    assert [record["confident"] for record in filtered_history] == [record["confident"] for record in reference_history]
+    assert [record["trusted"] for record in filtered_history] == [len(images)] * len(filtered_history)
+    monkeypatch.setattr(selflabel, "trusted_images", lambda probabilities, *_: torch.zeros(len(probabilities),
+                                                                                          dtype=torch.bool))
+    before = _cluster_model().state_dict()
+    untouched, history = train_selflabel(_cluster_model(), images, settings, AUGMENT, _no_checkpoint(), CPU,
+                                         progress=False, neighbors=themselves)
+    assert history and [record["trusted"] for record in history] == [0] * len(history)
+    assert all(torch.equal(before[key], value) for key, value in untouched.state_dict().items()
+               if "running" not in key and "num_batches" not in key)
+    with pytest.raises(ValueError, match="neighbors"):
+        train_selflabel(_cluster_model(), images, settings, AUGMENT, _no_checkpoint(), CPU, progress=False)
 
 
 def test_selflabel_is_deterministic(selflabel_runs: dict) -> None:
