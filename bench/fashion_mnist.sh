@@ -5,6 +5,9 @@
 # Run from the project root with the venv active; extra arguments go to dvc exp run.
 #
 #   bash bench/fashion_mnist.sh [-S key=value ...]            # the recipe, experiment fashion-mnist-cpu
+#   SEED=1 bash bench/fashion_mnist.sh                         # pretext, scan and selflabel seeds 1: metrics
+#                                                              # to bench/results/fashion_mnist/seed-1.json and
+#                                                              # the table of every seed there to bench/results/fashion_mnist.md
 #   EXP_NAME=fashion-auto bash bench/fashion_mnist.sh -S scan.num_clusters=auto
 #   bash bench/fashion_mnist.sh ablation                      # bench/ablation.sh with this recipe
 set -euo pipefail
@@ -21,7 +24,20 @@ if [ "${1:-}" = ablation ]; then
   shift
   exec bash bench/ablation.sh fashion_mnist "${recipe[@]}" "$@"
 fi
+seed=${SEED:-0}
+name=${EXP_NAME:-fashion-mnist-seed-$seed}
 start=$(date +%s)
-python -m flows.server dvc exp run -n "${EXP_NAME:-fashion-mnist-cpu}" "${recipe[@]}" "$@"
-echo "${EXP_NAME:-fashion-mnist-cpu}: $(( $(date +%s) - start )) s"
+python -m flows.server dvc exp run -n "$name" "${recipe[@]}" \
+  -S "pretext.seed=$seed" -S "scan.seed=$seed" -S "selflabel.seed=$seed" "$@"
+seconds=$(( $(date +%s) - start ))
+echo "$name: $seconds s"
 dvc metrics show
+out=bench/results/fashion_mnist
+mkdir -p "$out"
+python - "$out/seed-$seed.json" "$seconds" <<'PY'
+import json, sys
+metrics = json.load(open("metrics/evaluate.json"))
+metrics["wall_seconds"] = int(sys.argv[2])
+json.dump(metrics, open(sys.argv[1], "w"), indent=1)
+PY
+python bench/seeds_table.py "$out"/seed-*.json | tee bench/results/fashion_mnist.md

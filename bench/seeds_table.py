@@ -1,5 +1,6 @@
-"""A Markdown table of per-seed results: ACC per seed, mean ± std and min, for k-means,
-SCAN and self-labeling, plus the checks the method must pass on every seed.
+"""A Markdown table of per-seed results: ACC and NMI per seed, mean ± std and min, for k-means,
+SCAN and self-labeling, the label-free health check's verdict, plus the checks the method must
+pass on every seed.
 
     python bench/seeds_table.py bench/results/seeds/seed-*.json
 """
@@ -18,15 +19,18 @@ def table(runs: dict[str, dict]) -> str:
     names = list(runs)
     lines = ["| model | " + " | ".join(names) + " | mean ± std | min |",
              "|---|" + "---|" * (len(names) + 2)]
-    for model in MODELS:
-        accs = [runs[name][model]["acc"] for name in names]
-        spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        lines.append(f"| {model} ACC | " + " | ".join(f"{acc:.3f}" for acc in accs)
-                     + f" | {statistics.mean(accs):.3f} ± {spread:.3f} | {min(accs):.3f} |")
+    for metric in ("acc", "nmi"):
+        for model in MODELS:
+            values = [runs[name][model][metric] for name in names]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            lines.append(f"| {model} {metric.upper()} | " + " | ".join(f"{value:.3f}" for value in values)
+                         + f" | {statistics.mean(values):.3f} ± {spread:.3f} | {min(values):.3f} |")
     agreement = [runs[name]["scan"].get("health", {}).get("neighbor_agreement") for name in names]
     if all(value is not None for value in agreement):
         lines.append("| SCAN neighbor agreement | " + " | ".join(f"{value:.3f}" for value in agreement)
                      + f" | {statistics.mean(agreement):.3f} | {min(agreement):.3f} |")
+    lines.append("| health warning | " + " | ".join("yes" if "health_warning" in runs[name] else "no" for name in names)
+                 + " | | |")
     if all("wall_seconds" in runs[name] for name in names):
         seconds = [runs[name]["wall_seconds"] for name in names]
         lines.append("| wall time (s) | " + " | ".join(str(value) for value in seconds)

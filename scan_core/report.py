@@ -321,7 +321,8 @@ def markdown_report(title: str, metrics: dict, pictures: list[str], notes: list[
     return "\n".join(lines) + "\n"
 
 
-HEALTH_COLUMNS = {"neighbor_agreement": "neighbor pairs in one cluster", "size_balance": "size balance",
+HEALTH_COLUMNS = {"neighbor_agreement": "neighbor pairs in one cluster", "modularity": "modularity (beyond chance)",
+                  "size_balance": "size balance",
                   "mean_confidence": "mean confidence", "confident_share": "confident (> 0.99)"}
 
 
