@@ -146,8 +146,8 @@ class ScanParams(Group):
     # none: the heads of a frozen backbone train on its features of the plain images, computed once
     augmentation: Literal["auto", "strong", "simclr", "none"] = DEFAULTS["scan"]["augmentation"]
     init: Literal["kmeans", "random"] = DEFAULTS["scan"]["init"]
-    # how the head and epoch are kept: modularity on the mined neighbor graph, or scan_loss (the authors')
-    selection: Literal["modularity", "scan_loss"] = DEFAULTS["scan"]["selection"]
+    # how the head and epoch are kept: scan_loss (the authors'), or modularity on the mined neighbor graph
+    selection: Literal["scan_loss", "modularity"] = DEFAULTS["scan"]["selection"]
     seed: int = Field(DEFAULTS["scan"]["seed"], ge=0)
 
 

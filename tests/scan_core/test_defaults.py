@@ -77,13 +77,13 @@ def _defaults(group: str) -> dict:
 def test_digits_resolve_to_exactly_todays_settings():
     """What pretext, scan and selflabel logged and wrote to settings.json / summary.json for
     the digits default before recipes, and the augmentations each of them used; since issue 19
-    SCAN's heads each have their own entropy weight and are chosen by modularity."""
+    SCAN's heads each have their own entropy weight."""
     today = {
         "pretext": {"method": "simclr", "weights": None, "backbone": "small_cnn", "epochs": 100, "batch_size": 256,
                     "lr": 0.4, "weight_decay": 0.0001, "temperature": 0.5, "projection_dim": 128, "seed": 0},
         "scan": {"num_neighbors": 5, "entropy_weight": entropy_weight_ladder(10), "num_clusters": 10,
                  "num_heads": 10, "head": "linear", "epochs": 40, "batch_size": 128, "lr": 0.0005,
-                 "weight_decay": 0.0001, "update_backbone": True, "init": "kmeans", "selection": "modularity",
+                 "weight_decay": 0.0001, "update_backbone": True, "init": "kmeans", "selection": "scan_loss",
                  "augmentation": "strong", "seed": 0},
         "selflabel": {"threshold": 0.99, "class_balance": True, "epochs": 20, "batch_size": 256, "lr": 0.0001,
                       "weight_decay": 0.0001, "ema": 0.0, "patience": 10, "neighbor_consensus": 0.0, "seed": 0},
