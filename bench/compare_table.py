@@ -1,5 +1,6 @@
 """A Markdown table of several runs side by side: ACC / NMI of k-means, SCAN and self-labeling,
-the self-labeling margins over k-means, the label-free health verdict and the sorted cluster
+the self-labeling margins over k-means, the label-free health check's verdict (today's check on
+the modularity values the run recorded) and the sorted cluster
 sizes beside the true class sizes.
 
     python bench/compare_table.py LABEL=metrics/evaluate.json [LABEL=other.json ...] [--sizes]
@@ -11,7 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scan_core.health import health_warning  # noqa: E402
 
 MODELS = ("kmeans", "scan", "selflabel")
 
@@ -22,7 +28,8 @@ def row(label: str, metrics: dict, sizes: bool) -> str:
     cells.append(f"{metrics['selflabel']['acc'] - metrics['kmeans']['acc']:+.3f} / "
                  f"{metrics['selflabel']['nmi'] - metrics['kmeans']['nmi']:+.3f}")
     health = {model: metrics[model].get("health", {}).get("modularity") for model in MODELS}
-    verdict = "warns" if "health_warning" in metrics else "quiet"
+    # The verdict of today's check (scan_core.health) on the run's recorded health numbers.
+    verdict = "warns" if health_warning({model: metrics[model]["health"] for model in MODELS}) else "quiet"
     if all(value is not None for value in health.values()):
         verdict += " (" + ", ".join(f"{value:.3f}" for value in health.values()) + ")"
     cells.append(verdict)

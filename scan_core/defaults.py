@@ -34,7 +34,7 @@ PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
                 "weight_decay": 1e-4, "temperature": 0.5, "projection_dim": 128, "seed": 0},
     "embed": {"batch_size": 512},
     "mine": {"topk": 20, "space": "backbone", "approximate_above": 200_000, "nprobe": 64, "recall_sample": 1000},
-    "scan": {"num_neighbors": 5, "entropy_weight": AUTO, "num_clusters": 10, "num_heads": 10, "head": "linear",
+    "scan": {"num_neighbors": 5, "entropy_weight": 5.0, "num_clusters": 10, "num_heads": 10, "head": "linear",
              "epochs": AUTO,
              "batch_size": AUTO, "lr": AUTO, "weight_decay": 1e-4, "update_backbone": AUTO, "augmentation": AUTO,
              "init": "kmeans", "selection": "scan_loss", "seed": 0},

@@ -18,7 +18,7 @@ from scan_core.augment.simclr import simclr_view
 from scan_core.augment.strong import strong_view
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.collectives import SINGLE, Group
-from scan_core.defaults import PARAM_DEFAULTS, entropy_weight_ladder
+from scan_core.defaults import PARAM_DEFAULTS
 from scan_core.health import label_free_health, neighbor_modularity
 from scan_core.losses.clustering import PROBABILITY_FLOOR, class_softmax, scan_loss
 from scan_core.models import ClusteringModel
@@ -64,9 +64,9 @@ class ScanSettings:
     num_heads: int = _PARAMS["num_heads"]
     head: str = _PARAMS["head"]  # linear (SCAN's) or mlp (scan_core.models.cluster_head)
     num_neighbors: int = _PARAMS["num_neighbors"]
-    # One weight for every head (the paper's 5), or one per head (``entropy_weight_ladder``, what
+    # One weight for every head (the authors' 5), or one per head (``entropy_weight_ladder``, what
     # params.yaml's auto becomes): the selection then chooses the weight too.
-    entropy_weight: float | tuple[float, ...] = entropy_weight_ladder(_PARAMS["num_heads"])
+    entropy_weight: float | tuple[float, ...] = _PARAMS["entropy_weight"]
     epochs: int = 50
     batch_size: int = 128
     lr: float = RECIPES[DEFAULT_RECIPE].scan_lr

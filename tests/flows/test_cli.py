@@ -251,3 +251,31 @@ def test_bad_arguments_stop_in_one_error_line_before_any_project_is_made(case, t
         assert after.stdout == head.stdout
         assert not (places["project"] / "dvc.lock").exists()
     assert time.monotonic() - before < 60  # no pipeline ran
+
+
+def test_a_project_from_an_older_package_gains_the_new_keys_and_keeps_its_values(tmp_path):
+    """dvc.yaml names every key the installed package knows, and `dvc exp run -S` can set only
+    keys params.yaml has: a project made before a key existed gets it at its default."""
+    from flows.project import complete_params, run_tool
+
+    project = other_project(tmp_path)
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    del params["scan"]["selection"], params["selflabel"]["neighbor_consensus"]
+    params["scan"]["entropy_weight"] = 2.0
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    run_tool(["git", "commit", "-q", "-am", "as an older package wrote it"], project)
+    assert complete_params(project) == ["scan.selection", "selflabel.neighbor_consensus"]
+    completed = yaml.safe_load(path.read_text())
+    assert completed["scan"]["selection"] == "scan_loss" and completed["selflabel"]["neighbor_consensus"] == 0.0
+    assert completed["scan"]["entropy_weight"] == 2.0
+    assert list(completed["scan"]) == list(yaml.safe_load(default_params_text())["scan"])
+    assert "params.yaml gains scan.selection" in run_tool(["git", "log", "-1", "--format=%s"], project)
+    assert run_tool(["git", "status", "--porcelain", "params.yaml"], project) == ""
+    assert complete_params(project) == []
+
+
+def default_params_text() -> str:
+    from scan_core.config import default_params_yaml
+
+    return default_params_yaml()

@@ -22,7 +22,7 @@ def _message(raw: dict) -> str:
 
 def test_defaults_and_project_params_are_valid() -> None:
     assert validate_params({}) == Params()
-    assert validate_params(None).scan.entropy_weight == "auto"
+    assert validate_params(None).scan.entropy_weight == 5.0
     params = load_params(PROJECT_PARAMS)
     assert params.data.name == "digits" and params.pretext.backbone == "auto" and params.data.recipe == "auto"
 

@@ -81,7 +81,7 @@ def test_digits_resolve_to_exactly_todays_settings():
     today = {
         "pretext": {"method": "simclr", "weights": None, "backbone": "small_cnn", "epochs": 100, "batch_size": 256,
                     "lr": 0.4, "weight_decay": 0.0001, "temperature": 0.5, "projection_dim": 128, "seed": 0},
-        "scan": {"num_neighbors": 5, "entropy_weight": entropy_weight_ladder(10), "num_clusters": 10,
+        "scan": {"num_neighbors": 5, "entropy_weight": 5.0, "num_clusters": 10,
                  "num_heads": 10, "head": "linear", "epochs": 40, "batch_size": 128, "lr": 0.0005,
                  "weight_decay": 0.0001, "update_backbone": True, "init": "kmeans", "selection": "scan_loss",
                  "augmentation": "strong", "seed": 0},
@@ -129,7 +129,7 @@ def test_entropy_weight_auto_is_one_weight_per_head_from_5_down_to_half():
     assert len(ladder) == 10 and ladder[0] == 5.0 and ladder[-1] == pytest.approx(0.5)
     assert all(ladder[index + 1] / ladder[index] == pytest.approx(0.1 ** (1 / 9), abs=1e-4) for index in range(9))
     assert entropy_weight_ladder(1) == (5.0,)
-    values = {**_defaults("scan"), "num_heads": 4}
+    values = {**_defaults("scan"), "num_heads": 4, "entropy_weight": "auto"}
     assert resolve_stage("scan", values, 2000)["entropy_weight"] == entropy_weight_ladder(4)
     assert resolve_stage("scan", {**values, "entropy_weight": 2.0}, 2000)["entropy_weight"] == 2.0
 
@@ -151,8 +151,6 @@ def test_settings_dataclasses_default_to_the_schema(group):
             assert field.default == schema[field.name], f"{group}.{field.name}"
         elif field.name in ("epochs", "batch_size"):
             assert isinstance(field.default, int) and field.default > 0, f"{group}.{field.name}"
-        elif field.name == "entropy_weight":
-            assert field.default == entropy_weight_ladder(schema["num_heads"])
         else:
             attribute = f"scan_{field.name}" if group == "scan" else field.name
             assert field.default == getattr(recipe, attribute), f"{group}.{field.name}"
