@@ -1,11 +1,16 @@
 """Markdown table of the ablation rows written by bench/ablation.sh (paper Table 1 layout).
 
     python bench/ablation_table.py bench/results/ablation-NAME
+    python bench/ablation_table.py bench/results/ablation-digits-seed0 bench/results/ablation-digits-seed1 ...
+
+With several folders (one per seed) each row shows every seed's ACC, then mean ± std and min
+of ACC and the mean NMI: one seed's ranking of the rows proves little.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -19,12 +24,21 @@ ROWS = [
 ]
 
 
+def _runs(folder: Path) -> dict[str, dict]:
+    return {path.stem: json.loads(path.read_text()) for path in folder.glob("*.json")}
+
+
+def _values(runs: dict[str, dict], run: str, model: str) -> dict | None:
+    values = runs.get(run, {}).get(model, {})
+    return values if "acc" in values else None
+
+
 def table(folder: Path) -> str:
-    runs = {path.stem: json.loads(path.read_text()) for path in folder.glob("*.json")}
+    runs = _runs(folder)
     lines = ["| setup | ACC | NMI | ARI |", "|---|---|---|---|"]
     for title, run, model in ROWS:
-        if run in runs and "acc" in runs[run].get(model, {}):
-            values = runs[run][model]
+        values = _values(runs, run, model)
+        if values:
             lines.append(f"| {title} | {values['acc']:.3f} | {values['nmi']:.3f} | {values['ari']:.3f} |")
         else:
             lines.append(f"| {title} | not run | | |")
@@ -32,5 +46,21 @@ def table(folder: Path) -> str:
     return "\n".join(lines) + f"\n\nWall time per experiment: {times}.\n"
 
 
+def seeds_table(folders: list[Path]) -> str:
+    every = [_runs(folder) for folder in folders]
+    header = ["setup"] + [f"{folder.name} ACC" for folder in folders] + ["ACC mean ± std", "ACC min", "NMI mean"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for title, run, model in ROWS:
+        found = [_values(runs, run, model) for runs in every]
+        cells = [f"{values['acc']:.3f}" if values else "not run" for values in found]
+        accs = [values["acc"] for values in found if values]
+        nmis = [values["nmi"] for values in found if values]
+        spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        summary = [f"{statistics.mean(accs):.3f} ± {spread:.3f}", f"{min(accs):.3f}", f"{statistics.mean(nmis):.3f}"] if accs else ["", "", ""]
+        lines.append("| " + " | ".join([title] + cells + summary) + " |")
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
-    print(table(Path(sys.argv[1])), end="")
+    folders = [Path(argument) for argument in sys.argv[1:]]
+    print(table(folders[0]) if len(folders) == 1 else seeds_table(folders), end="")
