@@ -202,7 +202,11 @@ def test_a_short_training_run_in_two_processes_matches_one(runs: dict) -> None:
     expected = reference.state_dict()
     for name, value in model.state_dict().items():
         if value.is_floating_point() and expected[name].norm() > 0:
-            assert _relative(value, expected[name]) < 1e-3, name
+            # Two epochs let summation order drift: on an AMD EPYC the BatchNorm shifts (which
+            # start at zero and hold only updates) end up to 0.33 % apart, the running means 0.16 %.
+            # One step's gradients are held to TOLERANCE above; a wrong gradient or learning rate
+            # moves these by the size of the updates themselves, tens of percent.
+            assert _relative(value, expected[name]) < 1e-2, name
     assert runs["checkpoint"].exists()  # written by the main process
 
 
