@@ -22,8 +22,15 @@ declare -A rows=(
   [k0]="-S scan.num_neighbors=0 -S selflabel.epochs=0"
   [k20]="-S scan.num_neighbors=20 -S selflabel.epochs=0"
 )
+# dvc exp run leaves each row's params in the workspace: every row starts again from the
+# params.yaml the script found, or a row would inherit the one before it (simclr augmentations
+# in the K rows, K = 20 in the next seed's strong row).
+params=$(mktemp)
+cp params.yaml "$params"
+trap 'cp "$params" params.yaml; rm -f "$params"' EXIT
 for row in strong simclr k0 k20; do
   start=$(date +%s)
+  cp "$params" params.yaml
   dvc exp remove "ablation-$name-$row" >/dev/null 2>&1 || true  # rerunning replaces the row
   # shellcheck disable=SC2086
   dvc exp run -n "ablation-$name-$row" "$@" ${rows[$row]}
