@@ -14,6 +14,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from seeds_table import spread_cells  # bench/ is the script's folder, first on sys.path
+
 ROWS = [
     ("pretext + k-means", "strong", "kmeans"),
     ("SCAN loss, SimCLR augmentations", "simclr", "scan"),
@@ -55,8 +57,7 @@ def seeds_table(folders: list[Path]) -> str:
         cells = [f"{values['acc']:.3f}" if values else "not run" for values in found]
         accs = [values["acc"] for values in found if values]
         nmis = [values["nmi"] for values in found if values]
-        spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        summary = [f"{statistics.mean(accs):.3f} ± {spread:.3f}", f"{min(accs):.3f}", f"{statistics.mean(nmis):.3f}"] if accs else ["", "", ""]
+        summary = spread_cells(accs) + [f"{statistics.mean(nmis):.3f}"] if accs else ["", "", ""]
         lines.append("| " + " | ".join([title] + cells + summary) + " |")
     return "\n".join(lines) + "\n"
 

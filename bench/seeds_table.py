@@ -15,6 +15,12 @@ from pathlib import Path
 MODELS = ("kmeans", "scan", "selflabel")
 
 
+def spread_cells(values: list[float]) -> list[str]:
+    """The summary cells of a row over seeds: mean ± std (0 for one seed), then min."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return [f"{statistics.mean(values):.3f} ± {spread:.3f}", f"{min(values):.3f}"]
+
+
 def table(runs: dict[str, dict]) -> str:
     names = list(runs)
     lines = ["| model | " + " | ".join(names) + " | mean ± std | min |",
@@ -22,9 +28,7 @@ def table(runs: dict[str, dict]) -> str:
     for metric in ("acc", "nmi"):
         for model in MODELS:
             values = [runs[name][model][metric] for name in names]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            lines.append(f"| {model} {metric.upper()} | " + " | ".join(f"{value:.3f}" for value in values)
-                         + f" | {statistics.mean(values):.3f} ± {spread:.3f} | {min(values):.3f} |")
+            lines.append(f"| {model} {metric.upper()} | " + " | ".join([f"{value:.3f}" for value in values] + spread_cells(values)) + " |")
     agreement = [runs[name]["scan"].get("health", {}).get("neighbor_agreement") for name in names]
     if all(value is not None for value in agreement):
         lines.append("| SCAN neighbor agreement | " + " | ".join(f"{value:.3f}" for value in agreement)
