@@ -162,6 +162,8 @@ class SelflabelParams(Group):
     patience: int = Field(DEFAULTS["selflabel"]["patience"], ge=1)
     # share of an image's mined neighbors that must share its cluster for it to be a pseudo-label (0: off)
     neighbor_consensus: float = Field(DEFAULTS["selflabel"]["neighbor_consensus"], ge=0, le=1)
+    # online: pseudo-labels from the model being trained (the paper) | fixed: from the scan model, computed once
+    teacher: Literal["online", "fixed"] = DEFAULTS["selflabel"]["teacher"]
     seed: int = Field(DEFAULTS["selflabel"]["seed"], ge=0)
 
 

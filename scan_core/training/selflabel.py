@@ -63,6 +63,9 @@ class SelflabelSettings:
     # A confident image teaches only if at least this share of its mined neighbors sit in its
     # cluster (0: every confident image does, the paper's rule); ``trusted_images``.
     neighbor_consensus: float = _PARAMS["neighbor_consensus"]
+    # online: pseudo-labels from the model being trained (the paper); fixed: from the clustering
+    # model as self-labeling starts, computed once, so a mistake cannot recruit more of its kind.
+    teacher: str = _PARAMS["teacher"]
     # The heads of a frozen backbone, trained on its cached features (scan.augmentation none):
     # the backbone runs once, no image is read per epoch, and the "strong view" of a feature
     # is the feature itself, so self-labeling sharpens the heads on their confident images.
@@ -116,9 +119,14 @@ def trusted_images(probabilities: Tensor, neighbors: Tensor, consensus: float) -
     return (clusters[neighbors] == clusters[:, None]).float().mean(dim=1) >= consensus
 
 
-def with_mask(produce: Callable[[Tensor], Tensor], mask: Tensor) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
-    """``produce`` that also hands over ``mask[rows]``, sharded alongside the views."""
-    return lambda rows: (produce(rows), mask[rows])
+def with_rows(produce: Callable[[Tensor], Tensor], per_row: list[Tensor]) -> Callable[[Tensor], tuple[Tensor, ...]]:
+    """``produce`` that also hands over ``values[rows]`` of each of ``per_row``, sharded alongside the views."""
+    return lambda rows: (produce(rows), *(values[rows] for values in per_row))
+
+
+def teacher_logits(probabilities: Tensor) -> Tensor:
+    """Log-probabilities that stand in for a teacher's logits (a softmax gives ``probabilities`` back)."""
+    return probabilities.clamp_min(1e-12).log()
 
 
 def repeated_features(features: Tensor, rows: Tensor, device: torch.device) -> Tensor:
@@ -146,17 +154,21 @@ def selflabel_views(images: Images, rows: Tensor, augment: AugmentSettings, gene
 
 
 def selflabel_step(model: nn.Module, views: Tensor, threshold: float, class_balance: bool,
-                   group: Group = SINGLE, allowed: Tensor | None = None) -> tuple[Tensor, int]:
+                   group: Group = SINGLE, allowed: Tensor | None = None,
+                   fixed_logits: Tensor | None = None) -> tuple[Tensor, int]:
     """The loss of one step on ``views`` ``[b, 2, C, H, W]`` (plain, strong; this process's
-    rows): pseudo-labels from the plain image in eval mode without gradient, cross-entropy of
-    the strong view in train mode, class weights over the global batch; ``allowed`` (bool per
-    row) leaves out rows whose pseudo-label is not trusted. Also returns the global number of
-    confident images."""
-    plain, strong = as_input(views[:, 0]), as_input(views[:, 1])
+    rows): pseudo-labels from the plain image in eval mode without gradient (or from
+    ``fixed_logits``, a teacher's for these rows), cross-entropy of the strong view in train
+    mode, class weights over the global batch; ``allowed`` (bool per row) leaves out rows whose
+    pseudo-label is not trusted. Also returns the global number of confident images."""
+    strong = as_input(views[:, 1])
     inner = unwrap(model)
-    inner.eval()
-    with torch.no_grad(), autocast(views.device):
-        plain_logits = inner(plain)[0]
+    if fixed_logits is None:
+        inner.eval()
+        with torch.no_grad(), autocast(views.device):
+            plain_logits = inner(as_input(views[:, 0]))[0]
+    else:
+        plain_logits = fixed_logits
     inner.train()
     with autocast(views.device):
         strong_logits = model(strong)[0]
@@ -226,6 +238,10 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
     optimizer = torch.optim.Adam([parameter for parameter in model.parameters() if parameter.requires_grad],
                                  lr=settings.lr, weight_decay=settings.weight_decay)
     latest = score(model) if group.main else None
+    teacher = None
+    if settings.teacher == "fixed":
+        clusters = group.decide(latest.shape[1] if group.main else 0, device)
+        teacher = group.share(teacher_logits(latest) if group.main else torch.zeros(len(images), clusters))
     initial_confident = group.decide(confident_count(latest, settings.threshold) if group.main else 0, device)
     best_state, best_confident, best_epoch = (copy.deepcopy(trained.state_dict()) if group.main else None,
                                               initial_confident, 0)
@@ -254,15 +270,20 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
         generator = epoch_generator(settings.seed, epoch)
         produce = partial(repeated_features, features, device=device) if features is not None else \
             partial(selflabel_views, images, augment=augment, generator=generator, device=device)
-        trusted = None
+        per_row: dict[str, Tensor] = {}
         if settings.neighbor_consensus > 0:
-            trusted = group.share(trusted_images(latest, neighbors, settings.neighbor_consensus) if group.main
-                                  else torch.zeros(len(images), dtype=torch.bool))
-            produce = with_mask(produce, trusted)
+            per_row["allowed"] = group.share(
+                trusted_images(teacher if teacher is not None else latest, neighbors, settings.neighbor_consensus)
+                if group.main else torch.zeros(len(images), dtype=torch.bool))
+        if teacher is not None:
+            per_row["fixed_logits"] = teacher
+        if per_row:
+            produce = with_rows(produce, list(per_row.values()))
         total, steps = 0.0, 0
         for step, batch in enumerate(epoch_batches(len(images), batch_size, generator, False, produce, group)):
-            views, allowed = batch if trusted is not None else (batch, None)
-            loss, _ = selflabel_step(network, views, settings.threshold, settings.class_balance, group, allowed)
+            views, *values = batch if per_row else (batch,)
+            loss, _ = selflabel_step(network, views, settings.threshold, settings.class_balance, group,
+                                     **dict(zip(per_row, values)))
             value = group.mean(loss.detach())
             check_finite(value, "selflabel", epoch + 1, step + 1)
             optimizer.zero_grad(set_to_none=True)
@@ -279,8 +300,8 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
             best_state, best_confident, best_epoch = copy.deepcopy(scored_trained.state_dict()), confident, epoch + 1
         record = {"epoch": epoch + 1, "loss": total / steps, "confident": confident,
                   "confident_balance": confident_balance(probabilities, settings.threshold)}
-        if trusted is not None:
-            record["trusted"] = int(trusted.sum())
+        if "allowed" in per_row:
+            record["trusted"] = int(per_row["allowed"].sum())
         if probe is not None:
             record.update(probe(probabilities))
         history.append(record)

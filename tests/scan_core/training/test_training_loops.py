@@ -552,6 +552,55 @@ def test_selflabel_takes_pseudo_labels_from_the_plain_image_and_learns_them_on_t
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_selflabel_step_with_a_fixed_teacher_learns_its_labels_in_one_pass(images) -> None:
+    """Given a teacher's logits the step runs the model once, on the strong view in train mode,
+    and its loss is the confidence cross-entropy of the teacher against that pass."""
+    from scan_core.losses.confidence import confidence_ce
+    from scan_core.training.selflabel import selflabel_step, selflabel_views
+
+    model = _cluster_model()
+    seen: list[tuple[bool, torch.Tensor]] = []
+    model.register_forward_pre_hook(lambda module, inputs: seen.append((module.training, inputs[0].detach().clone())))
+    views = selflabel_views(images, torch.arange(8), AUGMENT, torch.Generator().manual_seed(5), CPU)
+    teacher = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.0, 4.0]]).repeat(4, 1)
+    loss, count = selflabel_step(model, views, 0.9, True, fixed_logits=teacher)
+    assert len(seen) == 1 and seen[0][0] and torch.equal(seen[0][1], views[:, 1])
+    expected, expected_count = confidence_ce(teacher, model(views[:, 1])[0], 0.9, True)
+    assert (count, expected_count) == (8, 8)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_selflabel_with_a_fixed_teacher_keeps_the_first_pseudo_labels_every_epoch(images, monkeypatch) -> None:
+    """teacher fixed: every epoch hands each image the log-probabilities the model gave it
+    before training, while the model itself moves; teacher online hands none (the step labels
+    with the model being trained)."""
+    import scan_core.training.selflabel as selflabel
+
+    handed: list[torch.Tensor | None] = []
+    step = selflabel.selflabel_step
+
+    def recording_step(*args, **kwargs):
+        handed.append(kwargs.get("fixed_logits"))
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(selflabel, "selflabel_step", recording_step)
+    before = _probabilities_by_hand(_cluster_model(), images)[0]
+    settings = SelflabelSettings(**{**SELFLABEL.__dict__, "epochs": 3, "patience": 10,
+                                    "threshold": _threshold_for(_cluster_model(), images), "teacher": "fixed"})
+    model, history = train_selflabel(_cluster_model(), images, settings, AUGMENT, _no_checkpoint(), CPU, progress=False)
+    steps_per_epoch = math.ceil(len(images) / settings.batch_size)
+    assert len(history) == 3 and len(handed) == 3 * steps_per_epoch
+    expected = torch.sort(before.clamp_min(1e-12).log(), dim=0).values
+    for epoch in range(3):
+        epoch_logits = torch.cat(handed[epoch * steps_per_epoch:(epoch + 1) * steps_per_epoch])
+        torch.testing.assert_close(torch.sort(epoch_logits, dim=0).values, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(_probabilities_by_hand(model, images)[0], before, atol=1e-3)
+    handed.clear()
+    train_selflabel(_cluster_model(), images, SelflabelSettings(**{**settings.__dict__, "teacher": "online"}), AUGMENT,
+                    _no_checkpoint(), CPU, progress=False)
+    assert handed and all(logits is None for logits in handed)
+
+
 def test_trusted_images_are_those_whose_neighbors_mostly_share_their_cluster() -> None:
     from scan_core.training.selflabel import trusted_images
 
