@@ -9,6 +9,7 @@ Why from inside: a pipeline stage stays one process (one Prefect task, one DVC c
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import io
 import json
@@ -122,6 +123,9 @@ def _process(function: Callable[..., Any], device_type: str, relay: EpochRelay |
         device = torch.device(device_type)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     dist.init_process_group(backend_for(device), rank=rank, world_size=world)
+    # Spawning pickles CPU tensors into shared memory: a model handed over as an argument would
+    # be one set of weights that every process's optimiser steps (world steps per batch).
+    args = tuple(copy.deepcopy(arg) if isinstance(arg, nn.Module) else arg for arg in args)
     try:
         return function(Group(rank, world), device, relay if rank == 0 else None, *args)
     finally:

@@ -226,3 +226,24 @@ def test_epoch_relay_delivers_each_whole_line_once(tmp_path) -> None:
     relay.deliver(lambda epoch, record: seen.append((epoch, record)))
     relay.deliver(lambda epoch, record: seen.append((epoch, record)))
     assert seen == [(1, {"loss": 1.0}), (2, {"loss": 0.5})]
+
+
+@pytest.mark.parametrize("teacher", ["online", "fixed"])
+def test_selflabel_in_two_processes_trains_as_in_one(teacher: str) -> None:
+    """A run of two steps in two processes counts as one process does and lands on nearly its
+    weights: each process steps its own copy of the model it was handed (on the CPU, spawning
+    shares a tensor argument's memory, and both optimisers once stepped the same weights), and
+    a fixed teacher computed by the main process reaches the other one (``Group.share``)."""
+    from scan_core.training.selflabel import SelflabelSettings, train_selflabel
+
+    settings = SelflabelSettings(threshold=_median_confidence(), epochs=1, batch_size=12, lr=1e-3, seed=0,
+                                 teacher=teacher)
+    runs = [train_selflabel(_seeded(partial(_clustering, 1)), _images(), settings, AUGMENT,
+                            TrainingCheckpoint(None, "k"), CPU, progress=False, processes=processes)
+            for processes in (1, 2)]
+    (one, one_history), (two, two_history) = runs
+    assert [record["confident"] for record in two_history] == [record["confident"] for record in one_history]
+    before = _seeded(partial(_clustering, 1)).state_dict()
+    for name, expected in one.state_dict().items():
+        if expected.is_floating_point() and not torch.equal(expected, before[name]):
+            assert _relative(two.state_dict()[name], expected) < 1e-2, name
