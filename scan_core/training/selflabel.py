@@ -146,11 +146,14 @@ def update_ema(average: ClusteringModel, model: ClusteringModel, decay: float) -
 
 
 def selflabel_views(images: Images, rows: Tensor, augment: AugmentSettings, generator: torch.Generator,
-                    device: torch.device) -> Tensor:
+                    device: torch.device, plain: bool = True) -> Tensor:
     """The plain (normalised) image and one strong view of each image ``rows``,
-    ``[B, 2, C, H, W]`` on ``device``; every view parameter is drawn from ``generator``."""
+    ``[B, 2, C, H, W]`` on ``device``; every view parameter is drawn from ``generator``. Without
+    ``plain`` (a fixed teacher has labeled the plain images already) only the strong view,
+    ``[B, 1, C, H, W]``."""
     originals = load_floats(images, rows, device)
-    return torch.stack([normalize(originals, augment), strong_view(originals, augment, generator)], dim=1)
+    strong = strong_view(originals, augment, generator)
+    return torch.stack([normalize(originals, augment), strong] if plain else [strong], dim=1)
 
 
 def selflabel_step(model: nn.Module, views: Tensor, threshold: float, class_balance: bool,
@@ -158,10 +161,11 @@ def selflabel_step(model: nn.Module, views: Tensor, threshold: float, class_bala
                    fixed_logits: Tensor | None = None) -> tuple[Tensor, int]:
     """The loss of one step on ``views`` ``[b, 2, C, H, W]`` (plain, strong; this process's
     rows): pseudo-labels from the plain image in eval mode without gradient (or from
-    ``fixed_logits``, a teacher's for these rows), cross-entropy of the strong view in train
-    mode, class weights over the global batch; ``allowed`` (bool per row) leaves out rows whose
-    pseudo-label is not trusted. Also returns the global number of confident images."""
-    strong = as_input(views[:, 1])
+    ``fixed_logits``, a teacher's for these rows, when ``views`` may hold the strong view alone),
+    cross-entropy of the strong view in train mode, class weights over the global batch;
+    ``allowed`` (bool per row) leaves out rows whose pseudo-label is not trusted. Also returns
+    the global number of confident images."""
+    strong = as_input(views[:, -1])
     inner = unwrap(model)
     if fixed_logits is None:
         inner.eval()
@@ -257,6 +261,7 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
         start_epoch = settings.epochs  # nothing to learn from
     network = parallel(HeadsOnFeatures(model) if features is not None else model, group, device)
     batch_size = min(settings.batch_size, len(images))
+    trusted: Tensor | None = None  # under a fixed teacher the consensus never changes: computed once
     epochs = tqdm(range(start_epoch, settings.epochs), desc="selflabel", disable=not (progress and group.main),
                   initial=start_epoch, total=settings.epochs)
     for epoch in epochs:
@@ -269,12 +274,15 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
             model.backbone.eval()
         generator = epoch_generator(settings.seed, epoch)
         produce = partial(repeated_features, features, device=device) if features is not None else \
-            partial(selflabel_views, images, augment=augment, generator=generator, device=device)
+            partial(selflabel_views, images, augment=augment, generator=generator, device=device,
+                    plain=teacher is None)
         per_row: dict[str, Tensor] = {}
         if settings.neighbor_consensus > 0:
-            per_row["allowed"] = group.share(
-                trusted_images(teacher if teacher is not None else latest, neighbors, settings.neighbor_consensus)
-                if group.main else torch.zeros(len(images), dtype=torch.bool))
+            if teacher is None or trusted is None:
+                trusted = group.share(
+                    trusted_images(teacher if teacher is not None else latest, neighbors, settings.neighbor_consensus)
+                    if group.main else torch.zeros(len(images), dtype=torch.bool))
+            per_row["allowed"] = trusted
         if teacher is not None:
             per_row["fixed_logits"] = teacher
         if per_row:

@@ -568,6 +568,10 @@ def test_selflabel_step_with_a_fixed_teacher_learns_its_labels_in_one_pass(image
     expected, expected_count = confidence_ce(teacher, model(views[:, 1])[0], 0.9, True)
     assert (count, expected_count) == (8, 8)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    strong_only = selflabel_views(images, torch.arange(8), AUGMENT, torch.Generator().manual_seed(5), CPU, plain=False)
+    assert strong_only.shape[1] == 1 and torch.equal(strong_only[:, 0], views[:, 1])
+    alone, _ = selflabel_step(model, strong_only, 0.9, True, fixed_logits=teacher)
+    assert alone.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_selflabel_with_a_fixed_teacher_keeps_the_first_pseudo_labels_every_epoch(images, monkeypatch) -> None:
@@ -577,11 +581,13 @@ def test_selflabel_with_a_fixed_teacher_keeps_the_first_pseudo_labels_every_epoc
     import scan_core.training.selflabel as selflabel
 
     handed: list[torch.Tensor | None] = []
+    views_per_image: set[int] = set()
     step = selflabel.selflabel_step
 
-    def recording_step(*args, **kwargs):
+    def recording_step(network, views, *args, **kwargs):
         handed.append(kwargs.get("fixed_logits"))
-        return step(*args, **kwargs)
+        views_per_image.add(views.shape[1])
+        return step(network, views, *args, **kwargs)
 
     monkeypatch.setattr(selflabel, "selflabel_step", recording_step)
     before = _probabilities_by_hand(_cluster_model(), images)[0]
@@ -595,10 +601,31 @@ def test_selflabel_with_a_fixed_teacher_keeps_the_first_pseudo_labels_every_epoc
         epoch_logits = torch.cat(handed[epoch * steps_per_epoch:(epoch + 1) * steps_per_epoch])
         torch.testing.assert_close(torch.sort(epoch_logits, dim=0).values, expected, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(_probabilities_by_hand(model, images)[0], before, atol=1e-3)
-    handed.clear()
+    assert views_per_image == {1}  # the teacher labeled the plain images: only strong views are made
+    handed.clear(), views_per_image.clear()
     train_selflabel(_cluster_model(), images, SelflabelSettings(**{**settings.__dict__, "teacher": "online"}), AUGMENT,
                     _no_checkpoint(), CPU, progress=False)
     assert handed and all(logits is None for logits in handed)
+    assert views_per_image == {2}
+
+
+@pytest.mark.parametrize("teacher, consensus_passes", [("fixed", 1), ("online", 3)])
+def test_neighbor_consensus_is_computed_once_under_a_fixed_teacher(images, monkeypatch, teacher: str,
+                                                                   consensus_passes: int) -> None:
+    """A fixed teacher's clusters never change, so neither does which images their neighbors
+    trust; an online teacher's are read again every epoch."""
+    import scan_core.training.selflabel as selflabel
+
+    calls: list[int] = []
+    trusted_images = selflabel.trusted_images
+    monkeypatch.setattr(selflabel, "trusted_images",
+                        lambda *args: calls.append(1) or trusted_images(*args))
+    settings = SelflabelSettings(**{**SELFLABEL.__dict__, "epochs": 3, "patience": 10, "teacher": teacher,
+                                    "threshold": _threshold_for(_cluster_model(), images), "neighbor_consensus": 0.5})
+    neighbors = torch.arange(len(images))[:, None].repeat(1, 2)
+    _, history = train_selflabel(_cluster_model(), images, settings, AUGMENT, _no_checkpoint(), CPU, progress=False,
+                                 neighbors=neighbors)
+    assert len(history) == 3 and len(calls) == consensus_passes
 
 
 def test_trusted_images_are_those_whose_neighbors_mostly_share_their_cluster() -> None:
