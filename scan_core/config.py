@@ -148,7 +148,19 @@ class ScanParams(Group):
     init: Literal["kmeans", "random"] = DEFAULTS["scan"]["init"]
     # how the head and epoch are kept: scan_loss (the authors'), or modularity on the mined neighbor graph
     selection: Literal["scan_loss", "modularity"] = DEFAULTS["scan"]["selection"]
+    # equal (the paper's entropy term) or the sizes the clusters should take, one per cluster, any scale and order
+    cluster_sizes: Union[Literal["equal"], list[Annotated[float, Field(gt=0)]]] = DEFAULTS["scan"]["cluster_sizes"]
     seed: int = Field(DEFAULTS["scan"]["seed"], ge=0)
+
+    @model_validator(mode="after")
+    def _one_size_per_cluster(self) -> "ScanParams":
+        if isinstance(self.cluster_sizes, list):
+            if self.num_clusters == AUTO:
+                raise ValueError("scan.cluster_sizes gives sizes, so it needs scan.num_clusters as a number, not auto")
+            if len(self.cluster_sizes) != self.num_clusters:
+                raise ValueError(f"scan.cluster_sizes gives {len(self.cluster_sizes)} sizes for scan.num_clusters = "
+                                 f"{self.num_clusters}; valid: one size per cluster, or equal")
+        return self
 
 
 class SelflabelParams(Group):

@@ -37,7 +37,7 @@ PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
     "scan": {"num_neighbors": 5, "entropy_weight": 5.0, "num_clusters": 10, "num_heads": 10, "head": "linear",
              "epochs": AUTO,
              "batch_size": AUTO, "lr": AUTO, "weight_decay": 1e-4, "update_backbone": AUTO, "augmentation": AUTO,
-             "init": "kmeans", "selection": "scan_loss", "seed": 0},
+             "init": "kmeans", "selection": "scan_loss", "cluster_sizes": "equal", "seed": 0},
     "selflabel": {"threshold": 0.99, "class_balance": True, "epochs": AUTO, "batch_size": AUTO, "lr": 1e-4,
                   "weight_decay": 1e-4, "ema": 0.0, "patience": 10, "neighbor_consensus": 0.0, "teacher": "online",
                   "seed": 0},

@@ -19,15 +19,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from scan_core.augment.settings import AugmentSettings  # noqa: E402
+from bench.study.finished_run import load_finished_run  # noqa: E402
 from scan_core.checkpoint import TrainingCheckpoint  # noqa: E402
 from scan_core.evaluation import cluster_metrics  # noqa: E402
-from scan_core.mining import read_neighbor_matrix  # noqa: E402
 from scan_core.model_files import load_contrastive_model  # noqa: E402
 from scan_core.defaults import entropy_weight_ladder  # noqa: E402
 from scan_core.training.clustering import ScanSettings, heads_probabilities, train_scan  # noqa: E402
@@ -36,15 +34,10 @@ from scan_core.training.warm_start import kmeans_partitions  # noqa: E402
 
 
 def study(root: Path, epochs: int, seed: int) -> list[dict]:
-    info = json.loads((root / "artifacts/prepare/dataset.json").read_text())
-    images = torch.from_numpy(np.load(root / "artifacts/prepare/images.npy"))
-    labels = pd.read_parquet(root / "artifacts/prepare/manifest.parquet")["label"].to_numpy()
-    augment = AugmentSettings(mean=tuple(info["mean"]), std=tuple(info["std"]))
-    pretext, _ = load_contrastive_model(root / "artifacts/pretext/model.pt")
-    _, neighbors = read_neighbor_matrix(root / "artifacts/mine/neighbors.parquet", 5)
-    embeddings = np.load(root / "artifacts/embed/embeddings.npy")
+    run = load_finished_run(root)
+    images, labels, augment, neighbors, embeddings = run.images, run.labels, run.augment, run.neighbors, run.embeddings
     cpu = torch.device("cpu")
-    features = compute_features(pretext.backbone, images, augment, 512, cpu)
+    features = compute_features(run.pretext.backbone, images, augment, 512, cpu)
     initial = kmeans_partitions(embeddings, 10, 10, seed)
     rows = [{"project": root.name, "seed": seed, "model": "kmeans", **cluster_metrics(labels, initial[0].numpy())}]
     for weights in (5.0, entropy_weight_ladder(10)):

@@ -18,14 +18,32 @@ def class_softmax(logits: Tensor) -> Tensor:
     return F.softmax(logits.transpose(-1, -2), dim=-2).transpose(-1, -2)
 
 
+def size_penalty(mean_probs: Tensor, size_profile: Tensor | None = None) -> Tensor:
+    """What SCAN's entropy weight multiplies, over the last (cluster) axis of ``mean_probs``.
+
+    Without a profile, ``-H(mean p)``: the clusters should be equal (the paper). With
+    ``size_profile`` (proportions in ascending order), ``KL(sort(mean p) || size_profile)``: the
+    clusters' sizes should follow the profile whichever cluster takes which size, since nothing
+    tells the clusters apart before training. Equal proportions give ``log C - H``, the paper's
+    term up to a constant."""
+    mean_probs = mean_probs.clamp_min(PROBABILITY_FLOOR)
+    if size_profile is None:
+        return (mean_probs * torch.log(mean_probs)).sum(dim=-1)
+    ordered = mean_probs.sort(dim=-1).values
+    return (ordered * (torch.log(ordered) - torch.log(size_profile.to(ordered)))).sum(dim=-1)
+
+
 def scan_loss(
-    anchor_logits: Tensor, neighbor_logits: Tensor, entropy_weight: float, group: Group = SINGLE
+    anchor_logits: Tensor, neighbor_logits: Tensor, entropy_weight: float | Tensor, group: Group = SINGLE,
+    size_profile: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """SCAN loss (Eq. 2): agree with your neighbor, but spread over all clusters.
 
     Returns ``(total, consistency, entropy)`` with
     ``consistency = -mean_i log <p(x_i), p(n_i)>``, ``entropy = H(mean_i p(x_i))`` and
-    ``total = consistency - entropy_weight * entropy``; a negative total is normal. Logits are
+    ``total = consistency - entropy_weight * entropy``; a negative total is normal. With a
+    ``size_profile`` (``size_penalty``) the total is ``consistency + entropy_weight *
+    KL(sort(mean p) || size_profile)`` instead: clusters of the given, unequal sizes. Logits are
     ``[B, C]``, or ``[heads, B, C]`` for every head at once (each value then ``[heads]``: one
     call instead of one per head, which is most of a step's time on cached features). In several
     processes the mean probability is that of the global batch and ``consistency`` is this
@@ -38,4 +56,6 @@ def scan_loss(
     consistency = -torch.log(agreement.clamp_min(PROBABILITY_FLOOR)).sum(dim=-1) * (group.world / count)
     mean_probs = (group.sum(anchor_probs.sum(dim=-2)) / count).clamp_min(PROBABILITY_FLOOR)
     entropy = -(mean_probs * torch.log(mean_probs)).sum(dim=-1)
-    return consistency - entropy_weight * entropy, consistency, entropy
+    if size_profile is None:
+        return consistency - entropy_weight * entropy, consistency, entropy
+    return consistency + entropy_weight * size_penalty(mean_probs, size_profile), consistency, entropy

@@ -20,7 +20,7 @@ from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.collectives import SINGLE, Group
 from scan_core.defaults import PARAM_DEFAULTS
 from scan_core.health import label_free_health, neighbor_modularity
-from scan_core.losses.clustering import PROBABILITY_FLOOR, class_softmax, scan_loss
+from scan_core.losses.clustering import PROBABILITY_FLOOR, class_softmax, scan_loss, size_penalty
 from scan_core.models import ClusteringModel
 from scan_core.recipes import DEFAULT_RECIPE, RECIPES
 from scan_core.training.common import (
@@ -75,7 +75,25 @@ class ScanSettings:
     init: str = _PARAMS["init"]
     augmentation: str = RECIPES[DEFAULT_RECIPE].scan_augmentation
     selection: str = _PARAMS["selection"]  # scan_loss (the authors') | modularity: see ``selection_scores``
+    # "equal" (the paper's entropy term), or the sizes (any scale, any order) the clusters should
+    # take, for classes known to be unequal (``size_profile``, ``size_penalty``).
+    cluster_sizes: str | tuple[float, ...] = _PARAMS["cluster_sizes"]
     seed: int = _PARAMS["seed"]
+
+
+EQUAL_SIZES = "equal"
+
+
+def size_profile(settings: ScanSettings) -> Tensor | None:
+    """``settings.cluster_sizes`` as proportions in ascending order (what ``size_penalty`` compares
+    the sorted cluster sizes with), or None for equal clusters."""
+    sizes = settings.cluster_sizes
+    if sizes == EQUAL_SIZES:
+        return None
+    if len(sizes) != settings.num_clusters or min(sizes) <= 0:
+        raise ValueError(f"cluster_sizes {list(sizes)} must give {settings.num_clusters} positive sizes, one per cluster")
+    ordered = torch.tensor(sorted(sizes), dtype=torch.float32)
+    return ordered / ordered.sum()
 
 
 def head_entropy_weights(settings: ScanSettings) -> Tensor:
@@ -110,12 +128,13 @@ SELECTION_ENTROPY_WEIGHT = 1.0
 
 
 def head_losses(probabilities: Tensor, neighbors: Tensor, entropy_weight: float = SELECTION_ENTROPY_WEIGHT,
-                chunk_size: int = 4096) -> Tensor:
+                chunk_size: int = 4096, size_profile: Tensor | None = None) -> Tensor:
     """SCAN total loss of every head on un-augmented images over all mined neighbor pairs:
     the label-free criterion that picks a head and an epoch.
 
     The authors select with entropy weight 1, whatever the training weight: a heavier weight
-    would favour balanced-but-wrong heads. Anchors are taken in chunks so memory stays at
+    would favour balanced-but-wrong heads. With a ``size_profile`` the size term is the one
+    training used (``size_penalty``). Anchors are taken in chunks so memory stays at
     ``chunk_size * k * C`` floats however many images there are.
     """
     consistency = torch.zeros(len(probabilities))
@@ -125,9 +144,7 @@ def head_losses(probabilities: Tensor, neighbors: Tensor, entropy_weight: float 
         agreement = (anchors.unsqueeze(2) * partners).sum(dim=-1)
         consistency += -torch.log(agreement.clamp_min(PROBABILITY_FLOOR)).sum(dim=(1, 2))
     consistency /= neighbors.numel()
-    mean_probs = probabilities.mean(dim=1).clamp_min(PROBABILITY_FLOOR)
-    entropy = -(mean_probs * torch.log(mean_probs)).sum(dim=-1)
-    return consistency - entropy_weight * entropy
+    return consistency + entropy_weight * size_penalty(probabilities.mean(dim=1), size_profile)
 
 
 SELECTION_DESCRIPTIONS = {"scan_loss": "minus SCAN loss with entropy weight 1 (the authors')",
@@ -143,10 +160,11 @@ def head_modularity(probabilities: Tensor, neighbors: Tensor) -> Tensor:
                          for clusters in probabilities.argmax(dim=-1).numpy()])
 
 
-def selection_scores(probabilities: Tensor, neighbors: Tensor, selection: str) -> Tensor:
+def selection_scores(probabilities: Tensor, neighbors: Tensor, selection: str,
+                     size_profile: Tensor | None = None) -> Tensor:
     """The label-free score of every head, higher is better: minus its SCAN loss with entropy
     weight 1 (``scan_loss``, the authors'), or the modularity of its clusters on the mined
-    neighbor graph.
+    neighbor graph. ``size_profile``: the unequal sizes training asked for (``scan_loss`` only).
 
     Modularity counts the neighbor pairs a partition keeps beyond chance for its sizes, so it can
     prefer a head that keeps a large class whole where the authors' entropy term prefers equal
@@ -156,7 +174,7 @@ def selection_scores(probabilities: Tensor, neighbors: Tensor, selection: str) -
     if selection == "modularity":
         return head_modularity(probabilities, neighbors)
     if selection == "scan_loss":
-        return -head_losses(probabilities, neighbors)
+        return -head_losses(probabilities, neighbors, size_profile=size_profile)
     raise ValueError(f"unknown selection {selection!r}; valid: {', '.join(SELECTIONS)}")
 
 
@@ -232,17 +250,17 @@ class HeadsOnFeatures(nn.Module):
 
 
 def scan_step(model: nn.Module, views: Tensor, entropy_weight: float | Tensor,
-              group: Group = SINGLE) -> tuple[Tensor, Tensor]:
+              group: Group = SINGLE, size_profile: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The loss of one step on ``views`` ``[b, 2, C, H, W]`` (anchor, neighbor; this process's
     rows): the sum over heads of SCAN's loss in float32, the entropy over the global batch;
-    ``entropy_weight`` is one number or one per head.
+    ``entropy_weight`` is one number or one per head; ``size_profile``: see ``scan_loss``.
     Also returns each head's detached ``(total, consistency, entropy)``, ``[heads, 3]``."""
     with autocast(views.device):
         logits = model(as_input(views.transpose(0, 1).flatten(0, 1)))
     anchor_logits, neighbor_logits = logits.float().chunk(2, dim=1)
     if isinstance(entropy_weight, Tensor):
         entropy_weight = entropy_weight.to(anchor_logits.device)
-    terms = scan_loss(anchor_logits, neighbor_logits, entropy_weight, group)  # each [heads]
+    terms = scan_loss(anchor_logits, neighbor_logits, entropy_weight, group, size_profile)  # each [heads]
     return terms[0].sum(), torch.stack(terms, dim=1).detach()
 
 
@@ -350,6 +368,7 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
     network = parallel(HeadsOnFeatures(model) if cached else model, group, device)
     best = state["best"] if state is not None else {"score": float("-inf")}
     entropy_weights = head_entropy_weights(settings)
+    profile = size_profile(settings)
     best_state = state["best_model"] if state is not None else None
     count = len(features) if cached else len(images)
     batch_size = min(settings.batch_size, count)
@@ -366,7 +385,7 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
         sums = torch.zeros(3)
         steps = 0
         for step, views in enumerate(epoch_batches(count, batch_size, generator, True, produce, group)):
-            loss, terms = scan_step(network, views, entropy_weights, group)
+            loss, terms = scan_step(network, views, entropy_weights, group, profile)
             values = group.mean(torch.cat([loss.detach().view(1), terms.flatten()])).cpu()
             check_finite(values[0], "scan", epoch + 1, step + 1)
             optimizer.zero_grad(set_to_none=True)
@@ -379,12 +398,13 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
         total, consistency, entropy = (sums / steps).tolist()
         probabilities = heads_probabilities(model, features, device) if cached else \
             predict_probabilities(model, images, augment, 512, device)
-        scores = selection_scores(probabilities, neighbors, settings.selection)
+        scores = selection_scores(probabilities, neighbors, settings.selection, profile)
         head = int(scores.argmax())
         record = {"epoch": epoch + 1, "loss": total, "consistency": consistency, "entropy": entropy,
                   "selection_score": float(scores[head]), "head": head,
                   "head_entropy_weight": float(entropy_weights[head]),
-                  "selection_loss": float(head_losses(probabilities[head:head + 1], neighbors)[0]),
+                  "selection_loss": float(head_losses(probabilities[head:head + 1], neighbors,
+                                                      size_profile=profile)[0]),
                   "modularity": float(head_modularity(probabilities[head:head + 1], neighbors)[0]),
                   **epoch_health(probabilities[head], neighbors)}
         if probe is not None:

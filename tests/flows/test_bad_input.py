@@ -54,6 +54,8 @@ BAD_PARAMS = [
     ({"selflabel": {"threshold": 1.5}}, "selflabel", ["selflabel.threshold", "1.5", "less than 1"]),
     ({"scan": {"num_neighbors": 9}}, "scan", ["scan.num_neighbors = 9", "mine.topk = 5"]),
     ({"scan": {"num_clusters": 1}}, "scan", ["scan.num_clusters", "1"]),
+    ({"scan": {"cluster_sizes": [50, 100, 850]}}, "scan", ["scan.cluster_sizes", "3 sizes", "scan.num_clusters = 2"]),
+    ({"scan": {"cluster_sizes": [1, 2], "num_clusters": "auto"}}, "scan", ["scan.cluster_sizes", "not auto"]),
     ({"scan": {"num_clusters": 13}}, "scan", ["scan.num_clusters = 13", "12 training images"]),
     ({"mine": {"topk": 12}}, "mine", ["mine.topk = 12", "below the number of training images (12)"]),
     ({"data": {"name": "cifar"}}, "prepare", ["data.name", "'cifar'", "cifar10"]),

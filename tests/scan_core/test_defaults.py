@@ -83,7 +83,7 @@ def test_digits_resolve_to_exactly_todays_settings():
                     "lr": 0.4, "weight_decay": 0.0001, "temperature": 0.5, "projection_dim": 128, "seed": 0},
         "scan": {"num_neighbors": 5, "entropy_weight": 5.0, "num_clusters": 10,
                  "num_heads": 10, "head": "linear", "epochs": 40, "batch_size": 128, "lr": 0.0005,
-                 "weight_decay": 0.0001, "update_backbone": True, "init": "kmeans", "selection": "scan_loss",
+                 "weight_decay": 0.0001, "update_backbone": True, "init": "kmeans", "selection": "scan_loss", "cluster_sizes": "equal",
                  "augmentation": "strong", "seed": 0},
         "selflabel": {"threshold": 0.99, "class_balance": True, "epochs": 20, "batch_size": 256, "lr": 0.0001,
                       "weight_decay": 0.0001, "ema": 0.0, "patience": 10, "neighbor_consensus": 0.0, "teacher": "online",

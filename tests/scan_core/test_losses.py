@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from scan_core.losses.clustering import PROBABILITY_FLOOR, scan_loss
+from scan_core.losses.clustering import PROBABILITY_FLOOR, scan_loss, size_penalty
 
 from scan_core.losses.confidence import confidence_ce
 
@@ -120,6 +120,44 @@ def test_scan_loss_gradient_reaches_anchor_and_neighbor() -> None:
     neighbors = torch.tensor(NEIGHBORS, requires_grad=True)
     scan_loss(anchors, neighbors, entropy_weight=2.0)[0].backward()
     assert anchors.grad.abs().sum() > 0 and neighbors.grad.abs().sum() > 0
+
+
+def test_size_penalty_is_the_kl_of_the_sorted_sizes_to_the_profile() -> None:
+    """Sizes 0.2 / 0.5 / 0.3 against the profile 0.1 / 0.3 / 0.6: sorted, 0.2 / 0.3 / 0.5 is
+    compared with 0.1 / 0.3 / 0.6, whichever cluster is which."""
+    mean_probs = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+    expected = 0.2 * math.log(0.2 / 0.1) + 0.3 * math.log(0.3 / 0.3) + 0.5 * math.log(0.5 / 0.6)
+    profile = torch.tensor([0.1, 0.3, 0.6], dtype=torch.float64)
+    assert size_penalty(mean_probs, profile).item() == pytest.approx(expected, rel=1e-12)
+    assert size_penalty(mean_probs[[1, 2, 0]], profile).item() == pytest.approx(expected, rel=1e-12)
+    assert size_penalty(torch.tensor([0.6, 0.1, 0.3], dtype=torch.float64), profile).item() == pytest.approx(0.0)
+    without = -(mean_probs * mean_probs.log()).sum()
+    assert size_penalty(mean_probs).item() == pytest.approx(-without.item(), rel=1e-12)
+
+
+def test_scan_loss_with_equal_sizes_is_the_papers_loss_up_to_a_constant() -> None:
+    """An equal profile gives ``KL = log C - H``: the same gradient as the paper's entropy term."""
+    gradients, totals = [], []
+    for profile in (None, torch.full((3,), 1 / 3, dtype=torch.float64)):
+        anchors = torch.tensor(ANCHORS, requires_grad=True)
+        total, _, _ = scan_loss(anchors, torch.tensor(NEIGHBORS), entropy_weight=5.0, size_profile=profile)
+        total.backward()
+        gradients.append(anchors.grad)
+        totals.append(total.item())
+    assert totals[1] == pytest.approx(totals[0] + 5.0 * math.log(3), rel=1e-12)
+    torch.testing.assert_close(gradients[0], gradients[1])
+
+
+def test_scan_loss_with_a_size_profile_prefers_clusters_of_those_sizes() -> None:
+    """Confident, agreeing images in clusters of 1, 1 and 4: against an equal profile the size
+    term is positive, against the profile 1 / 1 / 4 (given in any order) it is zero."""
+    logits = torch.eye(3, dtype=torch.float64)[[0, 1, 2, 2, 2, 2]] * 30.0
+    _, consistency, _ = scan_loss(logits, logits.clone(), 1.0)
+    equal, _, _ = scan_loss(logits, logits.clone(), 1.0, size_profile=torch.full((3,), 1 / 3, dtype=torch.float64))
+    matching, _, _ = scan_loss(logits, logits.clone(), 1.0,
+                               size_profile=torch.tensor([1 / 6, 1 / 6, 4 / 6], dtype=torch.float64))
+    assert matching.item() == pytest.approx(consistency.item(), abs=1e-9)
+    assert equal.item() > matching.item() + 0.1
 
 
 def test_confidence_ce_without_confident_sample_is_zero_with_gradient_path() -> None:
