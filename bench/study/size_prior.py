@@ -5,8 +5,9 @@ run's cached backbone features, trained with SCAN's consistency term plus a size
 - ``sizes``: ``w * KL(sort(mean p) || sort(prior))``: the clusters' sizes, whichever cluster
   has which, should follow ``prior`` (sorting makes it blind to which cluster is which);
   ``prior`` is the true class proportions (an oracle, to bound what any size estimate could
-  give) or a label-free estimate: the weights of a Gaussian mixture on the embeddings (which,
-  unlike k-means, may give unequal components), or the k-means partition's own sizes.
+  give), a rough version of it (half way to equal; each size rounded to 1, 5 or 10 times the
+  smallest), or a label-free estimate: the weights of a Gaussian mixture on the embeddings
+  (which, unlike k-means, may give unequal components), or the k-means partition's own sizes.
 
     python bench/study/size_prior.py PROJECT [--epochs 40] [--seed 0]
 
@@ -48,6 +49,14 @@ def mixture_prior(embeddings: np.ndarray, clusters: int, seed: int, dims: int = 
     weights = [np.sort(GaussianMixture(clusters, covariance_type="diag", random_state=1000 * seed + fit)
                        .fit(reduced).weights_) for fit in range(fits)]
     return torch.from_numpy(np.mean(weights, axis=0)).float()
+
+
+def rough_guess(proportions: Tensor) -> Tensor:
+    """What a user who knows only the scale of each class might write: every proportion rounded
+    to the nearest of 1, 5 and 10 times the smallest."""
+    steps = torch.tensor([1.0, 5.0, 10.0]) * proportions.min()
+    rounded = steps[(proportions[:, None].log() - steps.log()).abs().argmin(dim=1)]
+    return rounded / rounded.sum()
 
 
 def size_term(mean_probs: Tensor, prior: Tensor | None) -> Tensor:
@@ -111,7 +120,8 @@ def main() -> None:
     uniform = torch.full((10,), 0.1)
     variants = [("uniform", None, 5.0), ("oracle-sizes", true_prior, 5.0), ("mixture-sizes", mixture, 5.0),
                 ("mixture-sizes", mixture, 1.0), ("half-mixture-sizes", (mixture + uniform) / 2, 5.0),
-                ("kmeans-sizes", kmeans_sizes, 5.0)]
+                ("kmeans-sizes", kmeans_sizes, 5.0), ("half-oracle-sizes", (true_prior + uniform) / 2, 5.0),
+                ("rough-sizes", rough_guess(true_prior), 5.0)]
     if arguments.only:
         variants = [variant for variant in variants if variant[0] in arguments.only]
     for name, prior, weight in variants:
