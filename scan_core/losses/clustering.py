@@ -56,8 +56,7 @@ def scan_loss(
     agreement = (anchor_probs * neighbor_probs).sum(dim=-1)
     count = group.total(anchor_probs.new_tensor(float(anchor_probs.shape[-2])))
     consistency = -torch.log(agreement.clamp_min(PROBABILITY_FLOOR)).sum(dim=-1) * (group.world / count)
-    mean_probs = (group.sum(anchor_probs.sum(dim=-2)) / count).clamp_min(PROBABILITY_FLOOR)
-    entropy = -(mean_probs * torch.log(mean_probs)).sum(dim=-1)
-    if size_profile is None:
-        return consistency - entropy_weight * entropy, consistency, entropy
-    return consistency + entropy_weight * size_penalty(mean_probs, size_profile), consistency, entropy
+    mean_probs = group.sum(anchor_probs.sum(dim=-2)) / count
+    entropy = -size_penalty(mean_probs)
+    penalty = -entropy if size_profile is None else size_penalty(mean_probs, size_profile)
+    return consistency + entropy_weight * penalty, consistency, entropy
