@@ -76,7 +76,7 @@ class ScanSettings:
     augmentation: str = RECIPES[DEFAULT_RECIPE].scan_augmentation
     selection: str = _PARAMS["selection"]  # scan_loss (the authors') | modularity: see ``selection_scores``
     # "equal" (the paper's entropy term), or the sizes (any scale, any order) the clusters should
-    # take, for classes known to be unequal (``size_profile``, ``size_penalty``).
+    # take, for classes known to be unequal (``requested_sizes``, ``size_penalty``).
     cluster_sizes: str | tuple[float, ...] = _PARAMS["cluster_sizes"]
     seed: int = _PARAMS["seed"]
 
@@ -84,7 +84,7 @@ class ScanSettings:
 EQUAL_SIZES = "equal"
 
 
-def size_profile(settings: ScanSettings) -> Tensor | None:
+def requested_sizes(settings: ScanSettings) -> Tensor | None:
     """``settings.cluster_sizes`` as proportions in ascending order (what ``size_penalty`` compares
     the sorted cluster sizes with), or None for equal clusters."""
     sizes = settings.cluster_sizes
@@ -368,7 +368,7 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
     network = parallel(HeadsOnFeatures(model) if cached else model, group, device)
     best = state["best"] if state is not None else {"score": float("-inf")}
     entropy_weights = head_entropy_weights(settings)
-    profile = size_profile(settings)
+    profile = requested_sizes(settings)
     best_state = state["best_model"] if state is not None else None
     count = len(features) if cached else len(images)
     batch_size = min(settings.batch_size, count)

@@ -16,7 +16,7 @@ from scan_core.augment.settings import AugmentSettings, normalize, to_float
 from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.models import ClusteringModel, build_backbone
 from scan_core.losses.clustering import size_penalty
-from scan_core.training.clustering import ScanSettings, head_losses, size_profile, train_scan
+from scan_core.training.clustering import ScanSettings, head_losses, requested_sizes, train_scan
 from scan_core.training.common import predict_probabilities
 from scan_core.training.pretext import PretextSettings, train_pretext
 from scan_core.training.selflabel import SelflabelSettings, count_confident, train_selflabel
@@ -472,14 +472,14 @@ def test_scan_with_cluster_sizes_trains_and_selects_toward_those_sizes(images, n
     (The four patterns here are equal and their neighbors never cross, so the margin is small.)"""
     settings = ScanSettings(**{**SCAN.__dict__, "epochs": 20, "augmentation": "none", "update_backbone": False,
                                "lr": 5e-2, "selection": "scan_loss"})
-    profile = size_profile(ScanSettings(**{**settings.__dict__, "cluster_sizes": (1.0, 5.0, 1.0, 1.0)}))
+    profile = requested_sizes(ScanSettings(**{**settings.__dict__, "cluster_sizes": (1.0, 5.0, 1.0, 1.0)}))
     distance = {}
     for sizes in ("equal", (1.0, 5.0, 1.0, 1.0)):
         chosen = ScanSettings(**{**settings.__dict__, "cluster_sizes": sizes})
         model, _, selection = train_scan(_backbone(), images, neighbors, chosen, AUGMENT, _no_checkpoint(), CPU,
                                          progress=False)
         probabilities = predict_probabilities(model, images, AUGMENT, 512, CPU)
-        assert float(head_losses(probabilities, neighbors, size_profile=size_profile(chosen))[0]) == pytest.approx(
+        assert float(head_losses(probabilities, neighbors, size_profile=requested_sizes(chosen))[0]) == pytest.approx(
             -selection["score"], abs=1e-5)
         distance[sizes] = float(size_penalty(probabilities[0].mean(dim=0), profile))
     assert distance[(1.0, 5.0, 1.0, 1.0)] < distance["equal"] - 0.01
@@ -487,10 +487,10 @@ def test_scan_with_cluster_sizes_trains_and_selects_toward_those_sizes(images, n
 
 def test_cluster_sizes_become_a_sorted_profile_and_must_be_one_per_cluster() -> None:
     settings = ScanSettings(**{**SCAN.__dict__, "cluster_sizes": (30.0, 10.0, 20.0, 40.0)})
-    torch.testing.assert_close(size_profile(settings), torch.tensor([0.1, 0.2, 0.3, 0.4]))
-    assert size_profile(SCAN) is None
+    torch.testing.assert_close(requested_sizes(settings), torch.tensor([0.1, 0.2, 0.3, 0.4]))
+    assert requested_sizes(SCAN) is None
     with pytest.raises(ValueError, match="4 positive sizes"):
-        size_profile(ScanSettings(**{**SCAN.__dict__, "cluster_sizes": (1.0, 2.0)}))
+        requested_sizes(ScanSettings(**{**SCAN.__dict__, "cluster_sizes": (1.0, 2.0)}))
 
 
 def test_scan_on_cached_features_needs_a_frozen_backbone(images, neighbors) -> None:
