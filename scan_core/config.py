@@ -176,8 +176,6 @@ class SelflabelParams(Group):
     neighbor_consensus: float = Field(DEFAULTS["selflabel"]["neighbor_consensus"], ge=0, le=1)
     # online: pseudo-labels from the model being trained (the paper) | fixed: from the scan model, computed once
     teacher: Literal["online", "fixed"] = DEFAULTS["selflabel"]["teacher"]
-    # each cluster's most confident share that teaches whatever its confidence (0: off, the paper)
-    cluster_quota: float = Field(DEFAULTS["selflabel"]["cluster_quota"], ge=0, le=1)
     seed: int = Field(DEFAULTS["selflabel"]["seed"], ge=0)
 
 

@@ -40,7 +40,7 @@ PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
              "init": "kmeans", "selection": "scan_loss", "cluster_sizes": "equal", "seed": 0},
     "selflabel": {"threshold": 0.99, "class_balance": True, "epochs": AUTO, "batch_size": AUTO, "lr": 1e-4,
                   "weight_decay": 1e-4, "ema": 0.0, "patience": 10, "neighbor_consensus": 0.0, "teacher": "online",
-                  "cluster_quota": 0.0, "seed": 0},
+                  "seed": 0},
     "evaluate": {"kmeans_seed": 0, "prototypes": 8},
 }
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -12,13 +10,12 @@ from scan_core.collectives import SINGLE, Group
 
 
 def confidence_ce(
-    weak_logits: Tensor, strong_logits: Tensor, threshold: float | Tensor, class_balance: bool = True,
+    weak_logits: Tensor, strong_logits: Tensor, threshold: float, class_balance: bool = True,
     group: Group = SINGLE, allowed: Tensor | None = None,
 ) -> tuple[Tensor, int]:
     """Self-labeling loss: cross-entropy on the strong view against confident weak argmaxes.
 
-    Only samples whose weak-view max probability exceeds ``threshold`` count (a tensor: one
-    threshold per pseudo-class, ``cluster_thresholds``). With
+    Only samples whose weak-view max probability exceeds ``threshold`` count. With
     ``class_balance`` each pseudo-class c is weighted n / count_c (n confident samples),
     so rare clusters are not swamped; ``allowed`` (bool per sample) leaves out samples a caller
     does not trust whatever their confidence; the weighted sum is divided by the sum of the weights,
@@ -30,8 +27,6 @@ def confidence_ce(
     with torch.no_grad():
         weak_probs = F.softmax(weak_logits.detach(), dim=1)
         confidence, pseudo_labels = weak_probs.max(dim=1)
-        if isinstance(threshold, Tensor):
-            threshold = threshold.to(confidence.device)[pseudo_labels]
         confident = confidence > threshold
         if allowed is not None:
             confident &= allowed.to(confident.device)
@@ -49,23 +44,3 @@ def confidence_ce(
     terms = F.cross_entropy(strong_logits[confident], targets, reduction="none")
     weighted = (weight[targets] * terms).sum() + strong_logits.sum() * 0.0  # a path even with no local row
     return weighted * (group.world / (weight * per_class).sum()), count
-
-
-def cluster_thresholds(probabilities: Tensor, threshold: float, quota: float) -> Tensor:
-    """One confidence threshold per cluster, ``[num_clusters]``: ``threshold``, lowered for a
-    cluster where fewer than the share ``quota`` of the images predicted in it are above it, to
-    just below its most confident ``quota``.
-
-    A cluster the clustering stage left small and unsure may have no image above a global
-    threshold, so self-labeling never teaches it and its images drift to the large clusters
-    (unequal classes, ``scan.cluster_sizes``); with a quota every cluster keeps teachers.
-    """
-    confidence, clusters = probabilities.max(dim=1)
-    thresholds = torch.full((probabilities.shape[1],), float(threshold))
-    for cluster in clusters.unique().tolist():
-        ranked = confidence[clusters == cluster].sort(descending=True).values
-        taught = math.ceil(quota * len(ranked))
-        if int((ranked > threshold).sum()) >= taught:
-            continue
-        thresholds[cluster] = float(ranked[taught]) if taught < len(ranked) else 0.0
-    return thresholds

@@ -18,7 +18,7 @@ from scan_core.checkpoint import TrainingCheckpoint
 from scan_core.collectives import SINGLE, Group
 from scan_core.defaults import PARAM_DEFAULTS
 from scan_core.health import cluster_balance
-from scan_core.losses.confidence import cluster_thresholds, confidence_ce
+from scan_core.losses.confidence import confidence_ce
 from scan_core.models import ClusteringModel
 from scan_core.training.clustering import HeadsOnFeatures, heads_probabilities
 from scan_core.training.common import (
@@ -66,9 +66,6 @@ class SelflabelSettings:
     # online: pseudo-labels from the model being trained (the paper); fixed: from the clustering
     # model as self-labeling starts, computed once, so a mistake cannot recruit more of its kind.
     teacher: str = _PARAMS["teacher"]
-    # Each cluster's most confident share ``cluster_quota`` teaches whatever its confidence
-    # (0: only images above ``threshold``, the paper); ``cluster_thresholds``.
-    cluster_quota: float = _PARAMS["cluster_quota"]
     # The heads of a frozen backbone, trained on its cached features (scan.augmentation none):
     # the backbone runs once, no image is read per epoch, and the "strong view" of a feature
     # is the feature itself, so self-labeling sharpens the heads on their confident images.
@@ -159,15 +156,14 @@ def selflabel_views(images: Images, rows: Tensor, augment: AugmentSettings, gene
     return torch.stack([normalize(originals, augment), strong] if plain else [strong], dim=1)
 
 
-def selflabel_step(model: nn.Module, views: Tensor, threshold: float | Tensor, class_balance: bool,
+def selflabel_step(model: nn.Module, views: Tensor, threshold: float, class_balance: bool,
                    group: Group = SINGLE, allowed: Tensor | None = None,
                    fixed_logits: Tensor | None = None) -> tuple[Tensor, int]:
     """The loss of one step on ``views`` ``[b, 2, C, H, W]`` (plain, strong; this process's
     rows): pseudo-labels from the plain image in eval mode without gradient (or from
     ``fixed_logits``, a teacher's for these rows, when ``views`` may hold the strong view alone),
     cross-entropy of the strong view in train mode, class weights over the global batch;
-    ``threshold`` is one number or one per cluster (``cluster_thresholds``); ``allowed`` (bool per
-    row) leaves out rows whose pseudo-label is not trusted. Also returns
+    ``allowed`` (bool per row) leaves out rows whose pseudo-label is not trusted. Also returns
     the global number of confident images."""
     strong = as_input(views[:, -1])
     inner = unwrap(model)
@@ -258,7 +254,7 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
         best_state, best_confident, best_epoch = state["best_model"], state["best_confident"], state["best_epoch"]
         if settings.ema > 0:
             scored_trained.load_state_dict(state["ema_model"])
-    if initial_confident == 0 and settings.cluster_quota == 0:
+    if initial_confident == 0:
         if group.main:
             logger.warning("selflabel: no image is predicted above threshold %s; keeping the clustering model",
                            settings.threshold)
@@ -266,10 +262,6 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
     network = parallel(HeadsOnFeatures(model) if features is not None else model, group, device)
     batch_size = min(settings.batch_size, len(images))
     trusted: Tensor | None = None  # under a fixed teacher the consensus never changes: computed once
-    thresholds: float | Tensor = settings.threshold
-    taught = 0  # images above their cluster's threshold when the thresholds were set
-    if settings.cluster_quota > 0:
-        num_clusters = group.decide(latest.shape[1] if group.main else 0, device)
     epochs = tqdm(range(start_epoch, settings.epochs), desc="selflabel", disable=not (progress and group.main),
                   initial=start_epoch, total=settings.epochs)
     for epoch in epochs:
@@ -291,11 +283,6 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
                     trusted_images(teacher if teacher is not None else latest, neighbors, settings.neighbor_consensus)
                     if group.main else torch.zeros(len(images), dtype=torch.bool))
             per_row["allowed"] = trusted
-        if settings.cluster_quota > 0 and (teacher is None or epoch == start_epoch):
-            thresholds = group.share(cluster_thresholds(latest, settings.threshold, settings.cluster_quota)
-                                     if group.main else torch.zeros(num_clusters))
-            if group.main:
-                taught = int((latest.max(dim=1).values > thresholds[latest.argmax(dim=1)]).sum())
         if teacher is not None:
             per_row["fixed_logits"] = teacher
         if per_row:
@@ -303,7 +290,7 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
         total, steps = 0.0, 0
         for step, batch in enumerate(epoch_batches(len(images), batch_size, generator, False, produce, group)):
             views, *values = batch if per_row else (batch,)
-            loss, _ = selflabel_step(network, views, thresholds, settings.class_balance, group,
+            loss, _ = selflabel_step(network, views, settings.threshold, settings.class_balance, group,
                                      **dict(zip(per_row, values)))
             value = group.mean(loss.detach())
             check_finite(value, "selflabel", epoch + 1, step + 1)
@@ -323,8 +310,6 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, m
                   "confident_balance": confident_balance(probabilities, settings.threshold)}
         if "allowed" in per_row:
             record["trusted"] = int(per_row["allowed"].sum())
-        if settings.cluster_quota > 0:
-            record["taught"] = taught
         if probe is not None:
             record.update(probe(probabilities))
         history.append(record)

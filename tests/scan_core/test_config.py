@@ -59,7 +59,6 @@ def test_unknown_group_names_what_is_valid() -> None:
         ({"selflabel": {"threshold": 1.0}}, "selflabel.threshold", "1.0"),
         ({"selflabel": {"threshold": 0}}, "selflabel.threshold", "0"),
         ({"selflabel": {"threshold": 1.2}}, "selflabel.threshold", "1.2"),
-        ({"selflabel": {"cluster_quota": 1.5}}, "selflabel.cluster_quota", "1.5"),
         ({"scan": {"num_clusters": 1}}, "scan.num_clusters", "1"),
         ({"pretext": {"batch_size": 0}}, "pretext.batch_size", "0"),
         ({"scan": {"batch_size": 0}}, "scan.batch_size", "0"),

@@ -86,7 +86,7 @@ def test_digits_resolve_to_exactly_todays_settings():
                  "weight_decay": 0.0001, "update_backbone": True, "init": "kmeans", "selection": "scan_loss", "cluster_sizes": "equal",
                  "augmentation": "strong", "seed": 0},
         "selflabel": {"threshold": 0.99, "class_balance": True, "epochs": 20, "batch_size": 256, "lr": 0.0001,
-                      "weight_decay": 0.0001, "ema": 0.0, "patience": 10, "neighbor_consensus": 0.0, "teacher": "online", "cluster_quota": 0.0,
+                      "weight_decay": 0.0001, "ema": 0.0, "patience": 10, "neighbor_consensus": 0.0, "teacher": "online",
                       "seed": 0},
     }
     for stage, expected in today.items():

@@ -10,7 +10,7 @@ import torch
 
 from scan_core.losses.clustering import PROBABILITY_FLOOR, scan_loss, size_penalty
 
-from scan_core.losses.confidence import cluster_thresholds, confidence_ce
+from scan_core.losses.confidence import confidence_ce
 
 from scan_core.losses.contrastive import simclr_loss
 
@@ -238,33 +238,6 @@ def test_confidence_ce_leaves_out_rows_not_allowed() -> None:
     weights = {0: 3 / 2, 2: 3.0, 4: 3 / 2}
     expected = sum(weights[r] * _ce_by_hand(logits[r], lab) for r, lab in confident.items()) / sum(weights.values())
     assert count == 3 and loss.item() == pytest.approx(expected, rel=1e-5)
-
-
-def test_cluster_thresholds_lower_the_threshold_to_each_clusters_most_confident_share() -> None:
-    probabilities = torch.softmax(WEAK, dim=1)
-    confidence = probabilities.max(dim=1).values
-    # Cluster 0 holds rows 0, 1, 4, cluster 1 rows 2, 3 (row 3 unsure), cluster 2 none.
-    half = cluster_thresholds(probabilities, 0.99999, 0.5)
-    ranked_0 = confidence[[0, 1, 4]].sort(descending=True).values
-    assert half.tolist() == pytest.approx([float(ranked_0[2]), float(confidence[3]), 0.99999])  # top 2 of 3, top 1 of 2
-    # A cluster whose quota is above the global threshold already keeps it; a quota of everything
-    # lets every member of the others teach.
-    assert cluster_thresholds(probabilities, 0.9, 0.5).tolist() == pytest.approx([0.9, 0.9, 0.9])
-    assert cluster_thresholds(probabilities, 0.9, 1.0).tolist() == pytest.approx([0.9, 0.0, 0.9])
-    assert cluster_thresholds(probabilities, 0.9, 0.0).tolist() == pytest.approx([0.9, 0.9, 0.9])
-
-
-def test_confidence_ce_takes_one_threshold_per_pseudo_class() -> None:
-    """Cluster 1's threshold low enough for the unsure row 3: it joins cluster 1's pseudo-labels."""
-    loss, count = confidence_ce(WEAK, STRONG, threshold=torch.tensor([0.9, 0.3, 0.9]), class_balance=True)
-    logits = STRONG.double().numpy()
-    confident = {0: 0, 1: 0, 2: 1, 3: 1, 4: 0}
-    weights = {row: 5 / (3 if label == 0 else 2) for row, label in confident.items()}
-    expected = sum(weights[r] * _ce_by_hand(logits[r], lab) for r, lab in confident.items()) / sum(weights.values())
-    assert count == 5 and loss.item() == pytest.approx(expected, rel=1e-5)
-    same, same_count = confidence_ce(WEAK, STRONG, threshold=torch.full((3,), 0.9))
-    reference, reference_count = confidence_ce(WEAK, STRONG, threshold=0.9)
-    assert same_count == reference_count == 4 and same.item() == reference.item()
 
 
 def test_confidence_ce_does_not_backpropagate_into_weak_view() -> None:

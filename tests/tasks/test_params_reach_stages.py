@@ -22,7 +22,7 @@ from tests.conftest import PROJECT_ROOT
 OTHER_VALUES = {"data.name": "fashion_mnist", "data.recipe": "photo", "augment.hflip": True, "data.train_split": "all", "data.eval_split": "all", "data.on_bad_image": "skip", "data.subset_file": "subset.txt",
                 "pretext.backbone": "resnet18", "pretext.method": "pretrained", "mine.space": "projection", "scan.init": "random", "scan.head": "mlp",
                 "scan.augmentation": "simclr", "scan.selection": "modularity", "scan.cluster_sizes": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "scan.update_backbone": False, "scan.num_clusters": "auto", "selflabel.threshold": 0.5,
-                "selflabel.ema": 0.5, "selflabel.teacher": "fixed", "selflabel.cluster_quota": 0.25, "augment.crop_min_scale": 0.5, "augment.jitter_strength": 0.5,
+                "selflabel.ema": 0.5, "selflabel.teacher": "fixed", "augment.crop_min_scale": 0.5, "augment.jitter_strength": 0.5,
                 "augment.cutout_fraction": 0.5}
 # Where each group's values go: the settings object built from them.
 SETTINGS = {"pretext": PretextSettings, "scan": ScanSettings, "selflabel": SelflabelSettings,

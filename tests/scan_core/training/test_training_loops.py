@@ -637,21 +637,6 @@ def test_selflabel_with_a_fixed_teacher_keeps_the_first_pseudo_labels_every_epoc
     assert views_per_image == {2}
 
 
-@pytest.mark.parametrize("teacher", ["online", "fixed"])
-def test_a_cluster_quota_teaches_where_no_image_is_above_the_threshold(images, teacher: str) -> None:
-    """Above every initial confidence the paper's rule has nothing to learn from and keeps the
-    model; with a quota of half, half of each cluster's images (the untrained model puts them in
-    one) teach, and the weights move."""
-    threshold = float(predict_probabilities(_cluster_model(), images, AUGMENT, 512, CPU)[0].max()) + 1e-6
-    settings = SelflabelSettings(**{**SELFLABEL.__dict__, "threshold": threshold, "teacher": teacher})
-    kept, history = _selflabel(images, settings)
-    assert history == [] and _states_equal(kept, _cluster_model())
-    quota = SelflabelSettings(**{**settings.__dict__, "cluster_quota": 0.5})
-    taught, history = _selflabel(images, quota)
-    assert len(history) == quota.epochs and history[0]["taught"] == math.ceil(len(images) / 2)
-    assert not _states_equal(taught, _cluster_model())
-
-
 @pytest.mark.parametrize("teacher, consensus_passes", [("fixed", 1), ("online", 3)])
 def test_neighbor_consensus_is_computed_once_under_a_fixed_teacher(images, monkeypatch, teacher: str,
                                                                    consensus_passes: int) -> None:
