@@ -19,7 +19,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
@@ -27,8 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.study.finished_run import load_finished_run  # noqa: E402
 from scan_core.checkpoint import TrainingCheckpoint  # noqa: E402
-from scan_core.evaluation import cluster_metrics, pseudo_label_report  # noqa: E402
-from scan_core.model_files import load_contrastive_model  # noqa: E402
+from scan_core.evaluation import cluster_metrics, contingency, pseudo_label_report  # noqa: E402
 from scan_core.training.clustering import ScanSettings, head_losses, heads_probabilities, train_scan  # noqa: E402
 from scan_core.training.common import compute_features  # noqa: E402
 from scan_core.training.warm_start import kmeans_partitions  # noqa: E402
@@ -37,9 +35,8 @@ from scan_core.training.warm_start import kmeans_partitions  # noqa: E402
 def aligned(probabilities: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """``probabilities`` ``[N, K]`` with its columns reordered to best match ``reference``'s clusters."""
     num_clusters = probabilities.shape[1]
-    overlap = np.zeros((num_clusters, num_clusters))
-    np.add.at(overlap, (reference.argmax(1).numpy(), probabilities.argmax(1).numpy()), 1)
-    _, columns = linear_sum_assignment(-overlap)
+    overlap = contingency(probabilities.argmax(1).numpy(), reference.argmax(1).numpy(), num_clusters, num_clusters)
+    _, columns = linear_sum_assignment(overlap, maximize=True)  # overlap[reference cluster, this head's]
     return probabilities[:, torch.from_numpy(columns)]
 
 
@@ -53,13 +50,11 @@ def study(root: Path, epochs: int, num_heads: int, seed: int, num_clusters: int 
     for head in range(num_heads):
         settings = ScanSettings(num_clusters=num_clusters, num_heads=1, entropy_weight=5.0, epochs=epochs,
                                 batch_size=128, lr=0.01, update_backbone=False, augmentation="none", seed=seed + head)
-        pretext, _ = load_contrastive_model(root / "artifacts/pretext/model.pt")
-        model, _, _ = train_scan(pretext.backbone, run.images, neighbors, settings, run.augment,
+        model, _, _ = train_scan(run.pretext.backbone, run.images, neighbors, settings, run.augment,
                                  TrainingCheckpoint(None, "study"), cpu, progress=False,
                                  initial_clusters=partitions[head:head + 1], features=features)
         heads.append(heads_probabilities(model, features, cpu)[0])
-    stacked = torch.stack(heads)
-    kept = int(head_losses(stacked, neighbors[:, :5]).argmin())
+    kept = int(head_losses(torch.stack(heads), neighbors).argmin())
     average = torch.stack([aligned(probabilities, heads[kept]) for probabilities in heads]).mean(0)
     rows = []
     for name, probabilities in [*((f"head{h}", p) for h, p in enumerate(heads)), ("kept", heads[kept]),
