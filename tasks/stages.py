@@ -9,18 +9,17 @@ stage shares; they are left out, so editing them reruns nothing.
 
 from __future__ import annotations
 
-import ast
+import dis
 import functools
-import threading
+import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("scan_core", "tasks")
 SHARED_MACHINERY = frozenset({"tasks/common.py", "tasks/stages.py"})
 PARAMS_SCHEMA = "scan_core/config.py"
-_PARSING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -81,26 +80,37 @@ def _package_of(file: str) -> str:
     return ".".join(parts[:-1])
 
 
+def _import_statements(code: types.CodeType) -> Iterator[tuple[str, int, tuple[str, ...]]]:
+    """``(module, level, names)`` of every import compiled into ``code`` or the functions and
+    classes inside it. Read from bytecode rather than ``ast.parse``: building AST objects is not
+    thread-safe on CPython 3.11 before 3.11.9 (gh-106905), and Prefect runs stages beside threads
+    that parse too, which failed a stage with "AST constructor recursion depth mismatch"."""
+    instructions = [step for step in dis.get_instructions(code) if step.opname != "EXTENDED_ARG"]
+    for index, step in enumerate(instructions):
+        if step.opname == "IMPORT_NAME":
+            level, names = instructions[index - 2].argval, instructions[index - 1].argval
+            yield step.argval, level, tuple(names or ())
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            yield from _import_statements(constant)
+
+
 def imported_files(file: str) -> set[str]:
     """Project files ``file`` imports, anywhere in its body. ``from package import name``
     counts the submodule when ``name`` is one, and the package's ``__init__`` only when a
     name is taken from it."""
-    with _PARSING:  # CPython 3.11's ast.parse is not safe in two threads at once (gh-106905)
-        tree = ast.parse((PROJECT_ROOT / file).read_text(), filename=file)
+    code = compile((PROJECT_ROOT / file).read_text(), file, "exec", dont_inherit=True)
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(filter(None, (_module_file(alias.name) for alias in node.names)))
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                package = _package_of(file).split(".")
-                base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            for alias in node.names:
-                module = _module_file(f"{base}.{alias.name}") or _module_file(base)
-                if module:
-                    found.add(module)
+    for module, level, names in _import_statements(code):
+        if level:
+            package = _package_of(file).split(".")
+            module = ".".join(package[: len(package) - level + 1] + ([module] if module else []))
+        if not names:
+            found.update(filter(None, [_module_file(module)]))
+        for name in names:
+            file_found = _module_file(f"{module}.{name}") or _module_file(module)
+            if file_found:
+                found.add(file_found)
     return found
 
 

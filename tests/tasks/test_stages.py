@@ -94,6 +94,20 @@ def test_a_package_init_counts_only_when_a_name_is_taken_from_it(tmp_path, monke
     assert imported_files("scan_core/other.py") == {"scan_core/pkg/__init__.py"}
 
 
+def test_relative_and_nested_imports_are_followed(tmp_path, monkeypatch):
+    import tasks.stages as stages
+
+    (tmp_path / "scan_core" / "pkg").mkdir(parents=True)
+    for name in ("__init__.py", "top.py", "pkg/__init__.py", "pkg/sub.py", "pkg/deep.py"):
+        (tmp_path / "scan_core" / name).write_text("")
+    (tmp_path / "scan_core" / "pkg" / "user.py").write_text(
+        "from . import sub\nimport scan_core.top as top\n\nclass Later:\n    def method(self):\n"
+        "        from .deep import anything\n        from ..top import name\n")
+    monkeypatch.setattr(stages, "PROJECT_ROOT", tmp_path)
+    assert imported_files("scan_core/pkg/user.py") == {"scan_core/pkg/sub.py", "scan_core/top.py",
+                                                        "scan_core/pkg/deep.py"}
+
+
 def _dvc_stages() -> dict:
     return yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
 
