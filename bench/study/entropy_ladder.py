@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.study.finished_run import load_finished_run  # noqa: E402
 from scan_core.checkpoint import TrainingCheckpoint  # noqa: E402
 from scan_core.evaluation import cluster_metrics  # noqa: E402
-from scan_core.model_files import load_contrastive_model  # noqa: E402
 from scan_core.defaults import entropy_weight_ladder  # noqa: E402
 from scan_core.training.clustering import ScanSettings, heads_probabilities, train_scan  # noqa: E402
 from scan_core.training.common import compute_features  # noqa: E402
@@ -45,8 +44,7 @@ def study(root: Path, epochs: int, seed: int) -> list[dict]:
             settings = ScanSettings(num_clusters=10, num_heads=10, entropy_weight=weights, epochs=epochs,
                                     batch_size=128, lr=0.01, update_backbone=False, augmentation="none",
                                     selection=selection, seed=seed)
-            pretext, _ = load_contrastive_model(root / "artifacts/pretext/model.pt")
-            model, _, chosen = train_scan(pretext.backbone, images, torch.from_numpy(neighbors), settings, augment,
+            model, _, chosen = train_scan(run.pretext.backbone, images, torch.from_numpy(neighbors), settings, augment,
                                           TrainingCheckpoint(None, "study"), cpu, progress=False,
                                           initial_clusters=initial, features=features)
             clusters = heads_probabilities(model, features, cpu)[0].argmax(1).numpy()

@@ -2,12 +2,16 @@
 run's cached backbone features, trained with SCAN's consistency term plus a size term:
 
 - ``uniform``: the paper's ``-w * H(mean p)`` (equal sizes);
-- ``sizes``: ``w * KL(sort(mean p) || sort(prior))``: the clusters' sizes, whichever cluster
-  has which, should follow ``prior`` (sorting makes it blind to which cluster is which);
+- ``sizes``: ``w * KL(sort(prior) || sort(mean p))`` (the pipeline's ``size_penalty``): the
+  clusters' sizes, whichever cluster has which, should follow ``prior`` (sorting makes it blind
+  to which cluster is which);
   ``prior`` is the true class proportions (an oracle, to bound what any size estimate could
   give), a rough version of it (half way to equal; each size rounded to 1, 5 or 10 times the
   smallest), or a label-free estimate: the weights of a Gaussian mixture on the embeddings
-  (which, unlike k-means, may give unequal components), or the k-means partition's own sizes.
+  (which, unlike k-means, may give unequal components), or the k-means partition's own sizes;
+- relaxed, label-free and with no sizes given: the paper's term with its weight annealed from 5
+  to 1 or 0.5 over the epochs, or each head pulled toward its own sizes of the epoch before,
+  half or 0.8 of the way from equal (``train_heads``' ``final_weight`` and ``self_estimate``).
 
     python bench/study/size_prior.py PROJECT [--epochs 40] [--seed 0]
 
@@ -65,9 +69,15 @@ def size_term(mean_probs: Tensor, prior: Tensor | None) -> Tensor:
 
 
 def train_heads(features: Tensor, neighbors: Tensor, initial: Tensor, prior: Tensor | None, weight: float,
-                epochs: int, seed: int, lr: float = 0.01, batch_size: int = 128) -> tuple[Tensor, Tensor]:
+                epochs: int, seed: int, lr: float = 0.01, batch_size: int = 128, final_weight: float | None = None,
+                self_estimate: float = 0.0, warm_epochs: int = 5) -> tuple[Tensor, Tensor]:
     """Linear heads (one per k-means partition) on frozen features; returns every head's
-    probabilities ``[H, N, C]`` after training and its final loss on all neighbor pairs."""
+    probabilities ``[H, N, C]`` after training and its final loss on all neighbor pairs.
+
+    Two label-free ways to let sizes go unequal: ``final_weight`` anneals the size term's weight
+    linearly from ``weight`` (balance first, then less of it, as P²OT relaxes its marginal);
+    ``self_estimate`` (0 to 1) asks each head, after ``warm_epochs`` at ``prior``, for the sizes
+    it had at the end of the last epoch, that share of the way from equal: its own estimate."""
     generator = torch.Generator().manual_seed(seed)
     heads, count, clusters = len(initial), len(features), int(initial.max()) + 1
     weights = torch.zeros(heads, features.shape[1], clusters, requires_grad=True)
@@ -80,13 +90,21 @@ def train_heads(features: Tensor, neighbors: Tensor, initial: Tensor, prior: Ten
         loss.backward()
         start.step()
     optimizer = torch.optim.Adam([weights, biases], lr=lr, weight_decay=1e-4)
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        if final_weight is not None:
+            weight_now = weight + (final_weight - weight) * epoch / max(epochs - 1, 1)
+        else:
+            weight_now = weight
+        if self_estimate and epoch >= warm_epochs:
+            with torch.no_grad():
+                sizes = (torch.einsum("nd,hdc->hnc", features, weights) + biases).softmax(-1).mean(1)
+            prior = (self_estimate * sizes + (1 - self_estimate) / clusters).sort(-1).values
         for rows in torch.randperm(count, generator=generator).split(batch_size):
             picks = neighbors[rows, torch.randint(0, neighbors.shape[1], (len(rows),), generator=generator)]
             anchor = (torch.einsum("nd,hdc->hnc", features[rows], weights) + biases).softmax(-1)
             neighbor = (torch.einsum("nd,hdc->hnc", features[picks], weights) + biases).softmax(-1)
             consistency = -(anchor * neighbor).sum(-1).clamp_min(FLOOR).log().mean(-1)
-            loss = (consistency + weight * size_term(anchor.mean(1), prior)).sum()
+            loss = (consistency + weight_now * size_term(anchor.mean(1), prior)).sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -122,10 +140,14 @@ def main() -> None:
                 ("mixture-sizes", mixture, 1.0), ("half-mixture-sizes", (mixture + uniform) / 2, 5.0),
                 ("kmeans-sizes", kmeans_sizes, 5.0), ("half-oracle-sizes", (true_prior + uniform) / 2, 5.0),
                 ("rough-sizes", rough_guess(true_prior), 5.0)]
+    relaxed = {"annealed-5-to-1": {"final_weight": 1.0}, "annealed-5-to-0.5": {"final_weight": 0.5},
+               "self-estimate-0.5": {"self_estimate": 0.5}, "self-estimate-0.8": {"self_estimate": 0.8}}
+    variants += [(name, None, 5.0) for name in relaxed]
     if arguments.only:
         variants = [variant for variant in variants if variant[0] in arguments.only]
     for name, prior, weight in variants:
-        probs, final = train_heads(features, neighbors, initial, prior, weight, arguments.epochs, arguments.seed)
+        probs, final = train_heads(features, neighbors, initial, prior, weight, arguments.epochs, arguments.seed,
+                                   **relaxed.get(name, {}))
         scores = [cluster_metrics(labels, head.argmax(1).numpy()) for head in probs]
         kept = int(final.argmin())
         print(json.dumps({"variant": name, "weight": weight, "kept_head": kept, **scores[kept],
