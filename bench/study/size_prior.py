@@ -11,7 +11,8 @@ run's cached backbone features, trained with SCAN's consistency term plus a size
   (which, unlike k-means, may give unequal components), or the k-means partition's own sizes;
 - relaxed, label-free and with no sizes given: the paper's term with its weight annealed from 5
   to 1 or 0.5 over the epochs, or each head pulled toward its own sizes of the epoch before,
-  half or 0.8 of the way from equal (``train_heads``' ``final_weight`` and ``self_estimate``).
+  half or 0.8 of the way from equal, or only a floor under each cluster's share of a batch
+  (``train_heads``' ``final_weight``, ``self_estimate`` and ``floor``).
 
     python bench/study/size_prior.py PROJECT [--epochs 40] [--seed 0]
 
@@ -70,14 +71,16 @@ def size_term(mean_probs: Tensor, prior: Tensor | None) -> Tensor:
 
 def train_heads(features: Tensor, neighbors: Tensor, initial: Tensor, prior: Tensor | None, weight: float,
                 epochs: int, seed: int, lr: float = 0.01, batch_size: int = 128, final_weight: float | None = None,
-                self_estimate: float = 0.0, warm_epochs: int = 5) -> tuple[Tensor, Tensor]:
+                self_estimate: float = 0.0, warm_epochs: int = 5, floor: float | None = None) -> tuple[Tensor, Tensor]:
     """Linear heads (one per k-means partition) on frozen features; returns every head's
     probabilities ``[H, N, C]`` after training and its final loss on all neighbor pairs.
 
     Two label-free ways to let sizes go unequal: ``final_weight`` anneals the size term's weight
     linearly from ``weight`` (balance first, then less of it, as P²OT relaxes its marginal);
     ``self_estimate`` (0 to 1) asks each head, after ``warm_epochs`` at ``prior``, for the sizes
-    it had at the end of the last epoch, that share of the way from equal: its own estimate."""
+    it had at the end of the last epoch, that share of the way from equal: its own estimate.
+    ``floor`` replaces the size term by a hinge that only stops a cluster from falling below that
+    share of a batch: no pull toward equal at all above it."""
     generator = torch.Generator().manual_seed(seed)
     heads, count, clusters = len(initial), len(features), int(initial.max()) + 1
     weights = torch.zeros(heads, features.shape[1], clusters, requires_grad=True)
@@ -104,7 +107,11 @@ def train_heads(features: Tensor, neighbors: Tensor, initial: Tensor, prior: Ten
             anchor = (torch.einsum("nd,hdc->hnc", features[rows], weights) + biases).softmax(-1)
             neighbor = (torch.einsum("nd,hdc->hnc", features[picks], weights) + biases).softmax(-1)
             consistency = -(anchor * neighbor).sum(-1).clamp_min(FLOOR).log().mean(-1)
-            loss = (consistency + weight_now * size_term(anchor.mean(1), prior)).sum()
+            if floor is None:
+                size = size_term(anchor.mean(1), prior)
+            else:
+                size = torch.relu(np.log(floor) - anchor.mean(1).clamp_min(FLOOR).log()).sum(-1)
+            loss = (consistency + weight_now * size).sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -141,8 +148,10 @@ def main() -> None:
                 ("kmeans-sizes", kmeans_sizes, 5.0), ("half-oracle-sizes", (true_prior + uniform) / 2, 5.0),
                 ("rough-sizes", rough_guess(true_prior), 5.0)]
     relaxed = {"annealed-5-to-1": {"final_weight": 1.0}, "annealed-5-to-0.5": {"final_weight": 0.5},
-               "self-estimate-0.5": {"self_estimate": 0.5}, "self-estimate-0.8": {"self_estimate": 0.8}}
+               "self-estimate-0.5": {"self_estimate": 0.5}, "self-estimate-0.8": {"self_estimate": 0.8},
+               "floor-0.025": {"floor": 0.025}}
     variants += [(name, None, 5.0) for name in relaxed]
+    variants.append(("no-size-term", None, 0.0))
     if arguments.only:
         variants = [variant for variant in variants if variant[0] in arguments.only]
     for name, prior, weight in variants:
