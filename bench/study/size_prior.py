@@ -71,16 +71,18 @@ def size_term(mean_probs: Tensor, prior: Tensor | None) -> Tensor:
 
 def train_heads(features: Tensor, neighbors: Tensor, initial: Tensor, prior: Tensor | None, weight: float,
                 epochs: int, seed: int, lr: float = 0.01, batch_size: int = 128, final_weight: float | None = None,
-                self_estimate: float = 0.0, warm_epochs: int = 5, floor: float | None = None) -> tuple[Tensor, Tensor]:
+                self_estimate: float = 0.0, warm_epochs: int = 5,
+                floor: float | None = None) -> tuple[Tensor, Tensor]:
     """Linear heads (one per k-means partition) on frozen features; returns every head's
     probabilities ``[H, N, C]`` after training and its final loss on all neighbor pairs.
 
-    Two label-free ways to let sizes go unequal: ``final_weight`` anneals the size term's weight
+    Label-free ways to let sizes go unequal: ``final_weight`` anneals the size term's weight
     linearly from ``weight`` (balance first, then less of it, as P²OT relaxes its marginal);
     ``self_estimate`` (0 to 1) asks each head, after ``warm_epochs`` at ``prior``, for the sizes
     it had at the end of the last epoch, that share of the way from equal: its own estimate.
     ``floor`` replaces the size term by a hinge that only stops a cluster from falling below that
-    share of a batch: no pull toward equal at all above it."""
+    share of a batch: no pull toward equal at all above it. Whatever the training term, the final
+    loss (which head to keep) uses ``size_term`` with ``prior``: the paper's entropy when none."""
     generator = torch.Generator().manual_seed(seed)
     heads, count, clusters = len(initial), len(features), int(initial.max()) + 1
     weights = torch.zeros(heads, features.shape[1], clusters, requires_grad=True)
