@@ -1,7 +1,8 @@
 """Does a wider small CNN give purer neighbors? SimCLR on a project's prepared images with the
 project's pretext and augment params, but ``SmallConvNet(width=W)`` for each W asked; prints
 neighbor purity (backbone space, as ``mine.space: backbone``), k-means ACC and seconds per epoch.
-Labels only score.
+Like the pipeline it trains on the prepared training rows and scores the evaluation rows, so a
+project prepared with ``data.train_split=train`` asks whether more images help. Labels only score.
 
     python bench/study/pretext_width.py PROJECT 32,48,64 [--epochs 40]
 
@@ -39,7 +40,9 @@ def study(root: Path, widths: list[int], epochs: int) -> list[dict]:
     info = json.loads((root / "artifacts/prepare/dataset.json").read_text())
     params = yaml.safe_load((root / "params.yaml").read_text())
     images = torch.from_numpy(np.load(root / "artifacts/prepare/images.npy"))
-    labels = pd.read_parquet(root / "artifacts/prepare/manifest.parquet")["label"].to_numpy()
+    manifest = pd.read_parquet(root / "artifacts/prepare/manifest.parquet")
+    train, evaluate = torch.from_numpy(manifest["in_train"].to_numpy()), manifest["in_eval"].to_numpy()
+    labels = manifest["label"].to_numpy()[evaluate]
     augment = augment_settings("pretext", info, params["augment"], logging.getLogger("study"), "small_cnn")
     values = params["pretext"]
     settings = pretext.PretextSettings(backbone="small_cnn", epochs=epochs, batch_size=256, lr=values["lr"],
@@ -49,13 +52,15 @@ def study(root: Path, widths: list[int], epochs: int) -> list[dict]:
     for width in widths:
         pretext.build_backbone = lambda name, channels, width=width: SmallConvNet(channels, width)
         start = time.time()
-        model, _ = pretext.train_pretext(images, settings, augment, TrainingCheckpoint(None, "study"),
+        model, _ = pretext.train_pretext(images[train], settings, augment, TrainingCheckpoint(None, "study"),
                                          torch.device("cpu"))
         seconds = (time.time() - start) / epochs
-        features = F.normalize(compute_features(model.backbone, images, augment, 512, torch.device("cpu")), dim=1)
+        features = F.normalize(compute_features(model.backbone, images[torch.from_numpy(evaluate)], augment, 512,
+                                                torch.device("cpu")), dim=1)
         purity = neighbor_purity(mine_neighbors(features.numpy(), 20), labels, [1, 5, 20])
         kmeans = KMeans(len(set(labels)), n_init=10, random_state=0).fit_predict(features.numpy())
-        rows.append({"width": width, "epochs": epochs, "seconds_per_epoch": round(seconds, 1),
+        rows.append({"width": width, "epochs": epochs, "train_images": int(train.sum()),
+                     "seconds_per_epoch": round(seconds, 1),
                      "purity": {k: round(v, 4) for k, v in purity.items()},
                      "kmeans_acc": round(cluster_metrics(labels, kmeans)["acc"], 4)})
         print(json.dumps(rows[-1]), flush=True)
