@@ -2,7 +2,9 @@
 project's pretext and augment params, but ``SmallConvNet(width=W)`` for each W asked; prints
 neighbor purity (backbone space, as ``mine.space: backbone``), k-means ACC and seconds per epoch.
 Like the pipeline it trains on the prepared training rows and scores the evaluation rows, so a
-project prepared with ``data.train_split=train`` asks whether more images help. Labels only score.
+project prepared with ``data.train_split=train`` asks whether more images help; there it also
+scores neighbors mined among the training rows, which SCAN would train on (denser, so perhaps
+purer). Labels only score.
 
     python bench/study/pretext_width.py PROJECT 32,48,64 [--epochs 40]
 
@@ -43,6 +45,8 @@ def study(root: Path, widths: list[int], epochs: int) -> list[dict]:
     manifest = pd.read_parquet(root / "artifacts/prepare/manifest.parquet")
     train, evaluate = torch.from_numpy(manifest["in_train"].to_numpy()), manifest["in_eval"].to_numpy()
     labels = manifest["label"].to_numpy()[evaluate]
+    train_labels = manifest["label"].to_numpy()[train.numpy()]
+    score_train_rows = not np.array_equal(train.numpy(), evaluate)
     augment = augment_settings("pretext", info, params["augment"], logging.getLogger("study"), "small_cnn")
     values = params["pretext"]
     settings = pretext.PretextSettings(backbone="small_cnn", epochs=epochs, batch_size=256, lr=values["lr"],
@@ -63,6 +67,11 @@ def study(root: Path, widths: list[int], epochs: int) -> list[dict]:
                      "seconds_per_epoch": round(seconds, 1),
                      "purity": {k: round(v, 4) for k, v in purity.items()},
                      "kmeans_acc": round(cluster_metrics(labels, kmeans)["acc"], 4)})
+        if score_train_rows:
+            train_features = F.normalize(compute_features(model.backbone, images[train], augment, 512,
+                                                          torch.device("cpu")), dim=1)
+            train_purity = neighbor_purity(mine_neighbors(train_features.numpy(), 20), train_labels, [1, 5, 20])
+            rows[-1]["purity_among_training_rows"] = {k: round(v, 4) for k, v in train_purity.items()}
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
