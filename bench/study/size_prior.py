@@ -35,6 +35,7 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bench.study.feature_ceiling import spectral_clusters  # noqa: E402
 from bench.study.finished_run import load_finished_run  # noqa: E402
 from scan_core.evaluation import cluster_metrics  # noqa: E402
 from scan_core.losses.clustering import size_penalty  # noqa: E402
@@ -130,15 +131,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", help="variants to run (default: all)")
+    parser.add_argument("--init", choices=["kmeans", "spectral"], default="kmeans",
+                        help="the heads' starting partitions: k-means of the embeddings (the pipeline's) or "
+                             "spectral clustering of the mined neighbor graph, which may be unequal")
     arguments = parser.parse_args()
     root = arguments.project
     run = load_finished_run(root)
     labels, embeddings, neighbors = run.labels, run.embeddings, torch.from_numpy(run.neighbors)
     with torch.no_grad():
         features = compute_features(run.pretext.backbone, run.images, run.augment, 512, torch.device("cpu"))
-    initial = kmeans_partitions(embeddings, 10, 10, arguments.seed)
+    if arguments.init == "spectral":
+        seeds = tuple(range(arguments.seed, arguments.seed + 10))
+        initial = torch.from_numpy(spectral_clusters(run.neighbors, 10, seeds)).long()
+    else:
+        initial = kmeans_partitions(embeddings, 10, 10, arguments.seed)
     true_prior = torch.from_numpy(np.bincount(labels, minlength=10) / len(labels)).float()
-    print(json.dumps({"variant": "kmeans", **cluster_metrics(labels, initial[0].numpy()),
+    print(json.dumps({"variant": arguments.init, **cluster_metrics(labels, initial[0].numpy()),
                       "sizes": sorted(np.bincount(initial[0].numpy(), minlength=10).tolist())}, default=float))
     mixture = mixture_prior(embeddings, 10, arguments.seed)
     kmeans_sizes = torch.from_numpy(np.bincount(initial[0].numpy(), minlength=10) / len(labels)).float()
