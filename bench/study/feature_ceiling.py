@@ -32,6 +32,7 @@ from sklearn.model_selection import cross_val_predict
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scan_core.evaluation import cluster_metrics  # noqa: E402
+from scan_core.mining import read_neighbor_matrix  # noqa: E402
 
 
 def acc(labels: np.ndarray, clusters: np.ndarray) -> float:
@@ -65,9 +66,7 @@ def study(root: Path) -> dict:
     else:
         predicted = probe.fit(features[train], labels[train]).predict(features[evaluate])
     recall = [float(np.mean(predicted[labels[evaluate] == c] == c)) for c in range(clusters)]
-    neighbors = pd.read_parquet(root / "artifacts/mine/neighbors.parquet").sort_values(["anchor", "rank"])
-    matrix = {k: neighbors[neighbors["rank"] <= k]["neighbor"].to_numpy().reshape(int(train.sum()), k)
-              for k in (5, 20)}
+    matrix = {k: read_neighbor_matrix(root / "artifacts/mine/neighbors.parquet", k)[1] for k in (5, 20)}
     scan = pd.read_parquet(root / "artifacts/scan/predictions.parquet")["cluster"].to_numpy()
     purity_rows = json.loads((root / "artifacts/mine/purity.json").read_text())
     purity = {row["k"]: round(row["purity"], 4) for row in purity_rows}

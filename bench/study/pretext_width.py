@@ -43,10 +43,10 @@ def study(root: Path, widths: list[int], epochs: int) -> list[dict]:
     params = yaml.safe_load((root / "params.yaml").read_text())
     images = torch.from_numpy(np.load(root / "artifacts/prepare/images.npy"))
     manifest = pd.read_parquet(root / "artifacts/prepare/manifest.parquet")
-    train, evaluate = torch.from_numpy(manifest["in_train"].to_numpy()), manifest["in_eval"].to_numpy()
-    labels = manifest["label"].to_numpy()[evaluate]
-    train_labels = manifest["label"].to_numpy()[train.numpy()]
-    score_train_rows = not np.array_equal(train.numpy(), evaluate)
+    train, evaluate = manifest["in_train"].to_numpy(), manifest["in_eval"].to_numpy()
+    labels, train_labels = manifest["label"].to_numpy()[evaluate], manifest["label"].to_numpy()[train]
+    score_train_rows = not np.array_equal(train, evaluate)
+    train_images, eval_images = images[torch.from_numpy(train)], images[torch.from_numpy(evaluate)]
     augment = augment_settings("pretext", info, params["augment"], logging.getLogger("study"), "small_cnn")
     values = params["pretext"]
     settings = pretext.PretextSettings(backbone="small_cnn", epochs=epochs, batch_size=256, lr=values["lr"],
@@ -56,11 +56,10 @@ def study(root: Path, widths: list[int], epochs: int) -> list[dict]:
     for width in widths:
         pretext.build_backbone = lambda name, channels, width=width: SmallConvNet(channels, width)
         start = time.time()
-        model, _ = pretext.train_pretext(images[train], settings, augment, TrainingCheckpoint(None, "study"),
+        model, _ = pretext.train_pretext(train_images, settings, augment, TrainingCheckpoint(None, "study"),
                                          torch.device("cpu"))
         seconds = (time.time() - start) / epochs
-        features = F.normalize(compute_features(model.backbone, images[torch.from_numpy(evaluate)], augment, 512,
-                                                torch.device("cpu")), dim=1)
+        features = F.normalize(compute_features(model.backbone, eval_images, augment, 512, torch.device("cpu")), dim=1)
         purity = neighbor_purity(mine_neighbors(features.numpy(), 20), labels, [1, 5, 20])
         kmeans = KMeans(len(set(labels)), n_init=10, random_state=0).fit_predict(features.numpy())
         rows.append({"width": width, "epochs": epochs, "train_images": int(train.sum()),
@@ -68,7 +67,7 @@ def study(root: Path, widths: list[int], epochs: int) -> list[dict]:
                      "purity": {k: round(v, 4) for k, v in purity.items()},
                      "kmeans_acc": round(cluster_metrics(labels, kmeans)["acc"], 4)})
         if score_train_rows:
-            train_features = F.normalize(compute_features(model.backbone, images[train], augment, 512,
+            train_features = F.normalize(compute_features(model.backbone, train_images, augment, 512,
                                                           torch.device("cpu")), dim=1)
             train_purity = neighbor_purity(mine_neighbors(train_features.numpy(), 20), train_labels, [1, 5, 20])
             rows[-1]["purity_among_training_rows"] = {k: round(v, 4) for k, v in train_purity.items()}

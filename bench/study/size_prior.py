@@ -36,7 +36,7 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.study.feature_ceiling import spectral_clusters  # noqa: E402
-from bench.study.finished_run import load_finished_run  # noqa: E402
+from bench.study.finished_run import FinishedRun, load_finished_run  # noqa: E402
 from scan_core.evaluation import cluster_metrics  # noqa: E402
 from scan_core.losses.clustering import size_penalty  # noqa: E402
 from scan_core.training.common import compute_features  # noqa: E402
@@ -68,6 +68,15 @@ def rough_guess(proportions: Tensor) -> Tensor:
 def size_term(mean_probs: Tensor, prior: Tensor | None) -> Tensor:
     """The pipeline's size term (``size_penalty``) against ``prior`` in any order."""
     return size_penalty(mean_probs, None if prior is None else prior.sort().values)
+
+
+def starting_partitions(run: FinishedRun, init: str, seed: int, heads: int = 10, clusters: int = 10) -> Tensor:
+    """One starting partition ``[heads, N]`` per head: k-means of the embeddings (the pipeline's
+    ``scan.init: kmeans``) or spectral clusterings of the mined graph (which may be unequal)."""
+    if init == "spectral":
+        seeds = tuple(range(seed, seed + heads))
+        return torch.from_numpy(spectral_clusters(run.neighbors, clusters, seeds)).long()
+    return kmeans_partitions(run.embeddings, clusters, heads, seed)
 
 
 def train_heads(features: Tensor, neighbors: Tensor, initial: Tensor, prior: Tensor | None, weight: float,
@@ -140,11 +149,7 @@ def main() -> None:
     labels, embeddings, neighbors = run.labels, run.embeddings, torch.from_numpy(run.neighbors)
     with torch.no_grad():
         features = compute_features(run.pretext.backbone, run.images, run.augment, 512, torch.device("cpu"))
-    if arguments.init == "spectral":
-        seeds = tuple(range(arguments.seed, arguments.seed + 10))
-        initial = torch.from_numpy(spectral_clusters(run.neighbors, 10, seeds)).long()
-    else:
-        initial = kmeans_partitions(embeddings, 10, 10, arguments.seed)
+    initial = starting_partitions(run, arguments.init, arguments.seed)
     true_prior = torch.from_numpy(np.bincount(labels, minlength=10) / len(labels)).float()
     print(json.dumps({"variant": arguments.init, **cluster_metrics(labels, initial[0].numpy()),
                       "sizes": sorted(np.bincount(initial[0].numpy(), minlength=10).tolist())}, default=float))

@@ -22,13 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.study.feature_ceiling import spectral_clusters  # noqa: E402
 from bench.study.finished_run import load_finished_run  # noqa: E402
-from bench.study.size_prior import train_heads  # noqa: E402
+from bench.study.size_prior import starting_partitions, train_heads  # noqa: E402
 from scan_core.evaluation import cluster_metrics  # noqa: E402
 from scan_core.health import neighbor_agreement, neighbor_modularity  # noqa: E402
 from scan_core.training.common import compute_features  # noqa: E402
-from scan_core.training.warm_start import kmeans_partitions  # noqa: E402
 
 
 def main() -> None:
@@ -40,8 +38,7 @@ def main() -> None:
     neighbors = torch.from_numpy(np.array(run.neighbors))
     with torch.no_grad():
         features = compute_features(run.pretext.backbone, run.images, run.augment, 512, torch.device("cpu"))
-    starts = {"kmeans": kmeans_partitions(run.embeddings, 10, 10, 0),
-              "spectral": torch.from_numpy(spectral_clusters(run.neighbors, 10, tuple(range(10)))).long()}
+    starts = {start: starting_partitions(run, start, 0) for start in ("kmeans", "spectral")}
     for start, weight in (("kmeans", 5.0), ("spectral", 0.0), ("kmeans", 0.0), ("spectral", 5.0)):
         probs, final = train_heads(features, neighbors, starts[start], None, weight, arguments.epochs, 0)
         clusters = probs[int(final.argmin())].argmax(1).numpy()
