@@ -145,12 +145,21 @@ class ScanParams(Group):
     update_backbone: auto_or(bool) = DEFAULTS["scan"]["update_backbone"]  # type: ignore[valid-type]
     # none: the heads of a frozen backbone train on its features of the plain images, computed once
     augmentation: Literal["auto", "strong", "simclr", "none"] = DEFAULTS["scan"]["augmentation"]
-    init: Literal["kmeans", "random"] = DEFAULTS["scan"]["init"]
+    # kmeans: heads from k-means partitions; spectral: from spectral clusterings of the mined graph
+    # (may be unequal); random: the paper's start
+    init: Literal["kmeans", "spectral", "random"] = DEFAULTS["scan"]["init"]
     # how the head and epoch are kept: scan_loss (the authors'), or modularity on the mined neighbor graph
     selection: Literal["scan_loss", "modularity"] = DEFAULTS["scan"]["selection"]
     # equal (the paper's entropy term) or the sizes the clusters should take, one per cluster, any scale and order
     cluster_sizes: Union[Literal["equal"], list[Annotated[float, Field(gt=0)]]] = DEFAULTS["scan"]["cluster_sizes"]
     seed: int = Field(DEFAULTS["scan"]["seed"], ge=0)
+
+    @model_validator(mode="after")
+    def _spectral_start_needs_neighbors(self) -> "ScanParams":
+        if self.init == "spectral" and self.num_neighbors == 0:
+            raise ValueError("scan.init: spectral clusters the graph of each image's scan.num_neighbors nearest "
+                             "neighbors, so it needs scan.num_neighbors of at least 1 (it is 0)")
+        return self
 
     @model_validator(mode="after")
     def _one_size_per_cluster(self) -> "ScanParams":

@@ -23,9 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sparse
-from scipy.sparse.linalg import eigsh
-from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
@@ -33,24 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scan_core.evaluation import cluster_metrics  # noqa: E402
 from scan_core.mining import read_neighbor_matrix  # noqa: E402
+from scan_core.training.warm_start import spectral_partitions  # noqa: E402
 
 
 def acc(labels: np.ndarray, clusters: np.ndarray) -> float:
     return round(cluster_metrics(labels, clusters)["acc"], 4)
-
-
-def spectral_clusters(neighbors: np.ndarray, clusters: int, seeds: tuple[int, ...] = (0,)) -> np.ndarray:
-    """Spectral clustering of the neighbor graph (``neighbors``: ``[N, K]`` row indices),
-    symmetrised, normalised adjacency; one partition ``[N]`` per k-means seed: ``[len(seeds), N]``."""
-    rows = len(neighbors)
-    anchors = np.repeat(np.arange(rows), neighbors.shape[1])
-    adjacency = sparse.csr_matrix((np.ones(anchors.size), (anchors, neighbors.ravel())), shape=(rows, rows))
-    adjacency = ((adjacency + adjacency.T) > 0).astype(np.float64)
-    scale = sparse.diags(1 / np.sqrt(np.asarray(adjacency.sum(axis=1)).ravel()))
-    start = np.random.default_rng(0).random(rows)  # eigsh's own random start would vary run to run
-    _, vectors = eigsh(scale @ adjacency @ scale, k=clusters, which="LA", v0=start)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.stack([KMeans(clusters, n_init=10, random_state=seed).fit_predict(vectors) for seed in seeds])
 
 
 def study(root: Path) -> dict:
@@ -74,7 +58,7 @@ def study(root: Path) -> dict:
         "linear_probe_acc": round(float(np.mean(predicted == labels[evaluate])), 4),
         "linear_probe_recall_per_class": [round(r, 3) for r in recall],
         "spectral_acc_on_training_rows": {
-            k: acc(labels[train], spectral_clusters(matrix[k], clusters)[0]) for k in (5, 20)},
+            k: acc(labels[train], spectral_partitions(matrix[k], clusters, 1, 0)[0].numpy()) for k in (5, 20)},
         "neighbor_purity_on_training_rows": {k: purity[k] for k in (1, 5, 20) if k in purity},
         "scan_acc": {"training rows": acc(labels[train], scan[train]),
                      "evaluation rows": acc(labels[evaluate], scan[evaluate])},

@@ -35,12 +35,11 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.study.feature_ceiling import spectral_clusters  # noqa: E402
 from bench.study.finished_run import FinishedRun, load_finished_run  # noqa: E402
 from scan_core.evaluation import cluster_metrics  # noqa: E402
 from scan_core.losses.clustering import size_penalty  # noqa: E402
 from scan_core.training.common import compute_features  # noqa: E402
-from scan_core.training.warm_start import kmeans_partitions  # noqa: E402
+from scan_core.training.warm_start import kmeans_partitions, spectral_partitions  # noqa: E402
 
 FLOOR = 1e-8
 
@@ -74,8 +73,7 @@ def starting_partitions(run: FinishedRun, init: str, seed: int, heads: int = 10,
     """One starting partition ``[heads, N]`` per head: k-means of the embeddings (the pipeline's
     ``scan.init: kmeans``) or spectral clusterings of the mined graph (which may be unequal)."""
     if init == "spectral":
-        seeds = tuple(range(seed, seed + heads))
-        return torch.from_numpy(spectral_clusters(run.neighbors, clusters, seeds)).long()
+        return spectral_partitions(run.neighbors, clusters, heads, seed)
     return kmeans_partitions(run.embeddings, clusters, heads, seed)
 
 

@@ -39,7 +39,7 @@ from scan_core.training.common import (
     seed_everything,
 )
 from scan_core.training.multiprocess import launch, parallel, portable_state, restore_state
-from scan_core.training.warm_start import kmeans_partitions, warm_start_heads
+from scan_core.training.warm_start import kmeans_partitions, spectral_partitions, warm_start_heads
 
 
 # SCAN's augmentation (the paper's ablation compares its strong one with SimCLR's). ``none``:
@@ -312,7 +312,9 @@ def train_scan(
     With ``init: kmeans`` the heads are warm-started (``warm_start_heads``) from
     ``initial_clusters`` (``[num_heads, N]``, e.g. k-means partitions of the pretext embeddings),
     or without them from k-means of the backbone's features (``backbone_kmeans``); with
-    ``init: random`` they start at random and ``initial_clusters`` must be None.
+    ``init: spectral`` from spectral clusterings of the neighbor graph (``spectral_partitions``),
+    which may be unequal; with ``init: random`` they start at random and ``initial_clusters``
+    must be None.
     With ``processes`` > 1 training runs in that many processes on the same global batches and draws (the selection pass on
     the main one); ``images`` and ``probe`` must then pickle.
     ``features`` (``[N, backbone.output_dim]``, with augmentation ``none``) are the frozen
@@ -354,8 +356,13 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
     features = features.cpu() if cached else None
     if settings.init == "random" and initial_clusters is not None:
         raise ValueError("initial_clusters were given with init 'random'; use init 'kmeans' to start from them")
-    if settings.init == "kmeans" and group.main:  # the others receive the main one's weights (DDP)
-        if initial_clusters is None:
+    if settings.init != "random" and group.main:  # the others receive the main one's weights (DDP)
+        if initial_clusters is None and settings.init == "spectral":
+            if settings.num_neighbors == 0:
+                raise ValueError("init 'spectral' clusters the neighbor graph: it needs num_neighbors of at least 1")
+            initial_clusters = spectral_partitions(neighbors.numpy(), settings.num_clusters, settings.num_heads,
+                                                   settings.seed)
+        elif initial_clusters is None:
             initial_clusters = backbone_kmeans(model.backbone, images, augment, device, settings, features)
         warm_start_heads(model, images, augment, device, initial_clusters, features=features)
     if not settings.update_backbone:

@@ -91,6 +91,12 @@ def test_more_neighbors_than_mined_is_refused() -> None:
     assert validate_params({"scan": {"num_neighbors": 5}, "mine": {"topk": 5}}).scan.num_neighbors == 5
 
 
+def test_a_spectral_start_without_neighbors_is_refused() -> None:
+    message = _message({"scan": {"init": "spectral", "num_neighbors": 0}})
+    assert "scan.init: spectral" in message and "scan.num_neighbors" in message
+    assert validate_params({"scan": {"init": "spectral", "num_neighbors": 1}}).scan.init == "spectral"
+
+
 def test_every_problem_is_listed() -> None:
     message = _message({"scan": {"num_clusters": 1, "entropy_weight": -1}, "pretext": {"batch_size": 0}})
     for key in ("scan.num_clusters", "scan.entropy_weight", "pretext.batch_size"):

@@ -1,5 +1,6 @@
 """``ScanSettings.init`` is what ``train_scan`` does: ``kmeans`` starts the heads from k-means
-partitions (its own of the backbone's features when none are given), ``random`` does not."""
+partitions (its own of the backbone's features when none are given), ``spectral`` from spectral
+clusterings of the neighbor graph, ``random`` does not."""
 
 from __future__ import annotations
 
@@ -66,3 +67,28 @@ def test_partitions_given_with_init_random_are_refused() -> None:
     features = _features()
     with pytest.raises(ValueError, match="init 'random'"):
         _heads_after_an_untrained_epoch("random", features, initial_clusters=torch.zeros((2, 200), dtype=torch.long))
+
+
+def test_init_spectral_starts_from_the_neighbor_graphs_unequal_communities() -> None:
+    generator = torch.Generator().manual_seed(0)
+    sizes = (20, 60, 150)
+    centres = torch.randn(3, 16, generator=generator) * 4
+    features = torch.cat([centre + torch.randn(size, 16, generator=generator) for centre, size in zip(centres, sizes)])
+    groups = np.repeat(np.arange(3), sizes)
+    distances = torch.cdist(features, features).fill_diagonal_(float("inf"))
+    neighbors = distances.argsort(dim=1)[:, :3]
+    settings = ScanSettings(num_clusters=3, num_heads=2, num_neighbors=3, epochs=1, batch_size=64, lr=1e-12,
+                            update_backbone=False, augmentation="none", init="spectral", seed=0)
+    model, _, _ = train_scan(_identity(), None, neighbors, settings, PIXELS_AS_IS, TrainingCheckpoint(None, "x"), CPU,
+                             progress=False, features=features)
+    predicted = heads_probabilities(model, features, CPU)[0].argmax(dim=1).numpy()
+    assert sorted(np.bincount(predicted, minlength=3).tolist()) == [20, 60, 150]
+    assert all(len(set(predicted[groups == group])) == 1 for group in range(3))
+
+
+def test_init_spectral_without_neighbors_is_refused() -> None:
+    settings = ScanSettings(num_clusters=4, num_heads=1, num_neighbors=0, epochs=1, update_backbone=False,
+                            augmentation="none", init="spectral")
+    with pytest.raises(ValueError, match="init 'spectral'.*num_neighbors"):
+        train_scan(_identity(), None, torch.zeros((200, 1), dtype=torch.long), settings, PIXELS_AS_IS,
+                   TrainingCheckpoint(None, "x"), CPU, progress=False, features=_features())
