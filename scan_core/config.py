@@ -150,8 +150,10 @@ class ScanParams(Group):
     init: Literal["kmeans", "spectral", "random"] = DEFAULTS["scan"]["init"]
     # how the head and epoch are kept: scan_loss (the authors'), or modularity on the mined neighbor graph
     selection: Literal["scan_loss", "modularity"] = DEFAULTS["scan"]["selection"]
-    # equal (the paper's entropy term) or the sizes the clusters should take, one per cluster, any scale and order
-    cluster_sizes: Union[Literal["equal"], list[Annotated[float, Field(gt=0)]]] = DEFAULTS["scan"]["cluster_sizes"]
+    # equal (the paper's entropy term), start (the sizes of the heads' starting partitions), or the sizes the
+    # clusters should take, one per cluster, any scale and order
+    cluster_sizes: Union[Literal["equal", "start"], list[Annotated[float, Field(gt=0)]]] = \
+        DEFAULTS["scan"]["cluster_sizes"]
     seed: int = Field(DEFAULTS["scan"]["seed"], ge=0)
 
     @model_validator(mode="after")
@@ -159,6 +161,13 @@ class ScanParams(Group):
         if self.init == "spectral" and self.num_neighbors == 0:
             raise ValueError("scan.init: spectral clusters the graph of each image's scan.num_neighbors nearest "
                              "neighbors, so it needs scan.num_neighbors of at least 1 (it is 0)")
+        return self
+
+    @model_validator(mode="after")
+    def _start_sizes_need_a_start(self) -> "ScanParams":
+        if self.cluster_sizes == "start" and self.init == "random":
+            raise ValueError("scan.cluster_sizes: start asks for the sizes of the heads' starting partitions, and "
+                             "scan.init: random has none; use scan.init kmeans or spectral")
         return self
 
     @model_validator(mode="after")

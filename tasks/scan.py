@@ -82,6 +82,9 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
     logger.info("kept head %d of %d (entropy weight %g) from epoch %d: the best %s, %.4f",
                 selection["head"], selection["heads"], selection["entropy_weight"], selection["epoch"],
                 SELECTION_DESCRIPTIONS[selection["criterion"]], selection["score"])
+    if "cluster_sizes_asked" in selection:
+        logger.info("scan.cluster_sizes %s: asked for cluster shares %s (sorted)", values["cluster_sizes"],
+                    ", ".join(f"{share:.3f}" for share in selection["cluster_sizes_asked"]))
     save_model(out(SCAN_MODEL_FILE), model.cpu(), backbone=backbone_name, in_channels=prepared.info["channels"],
                num_clusters=settings.num_clusters, head=settings.head, image_size=prepared.info["image_size"],
                mean=augment.mean, std=augment.std, heads_on_features=settings.augmentation == CACHED_FEATURES,

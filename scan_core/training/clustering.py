@@ -76,20 +76,32 @@ class ScanSettings:
     augmentation: str = RECIPES[DEFAULT_RECIPE].scan_augmentation
     selection: str = _PARAMS["selection"]  # scan_loss (the authors') | modularity: see ``selection_scores``
     # "equal" (the paper's entropy term), or the sizes (any scale, any order) the clusters should
-    # take, for classes known to be unequal (``requested_sizes``, ``size_penalty``).
+    # take, for classes known to be unequal, or "start": the sizes of the heads' starting partitions
+    # (``requested_sizes``, ``size_penalty``).
     cluster_sizes: str | tuple[float, ...] = _PARAMS["cluster_sizes"]
     seed: int = _PARAMS["seed"]
 
 
 EQUAL_SIZES = "equal"
+START_SIZES = "start"
 
 
-def requested_sizes(settings: ScanSettings) -> Tensor | None:
+def requested_sizes(settings: ScanSettings, initial_clusters: Tensor | None = None) -> Tensor | None:
     """``settings.cluster_sizes`` as proportions in ascending order (what ``size_penalty`` compares
-    the sorted cluster sizes with), or None for equal clusters."""
+    the sorted cluster sizes with), or None for equal clusters. ``start``: the sorted sizes of the
+    heads' starting partitions ``initial_clusters``, averaged over the heads, a label-free guess
+    that keeps the clusters about as unequal as the start drew them."""
     sizes = settings.cluster_sizes
     if sizes == EQUAL_SIZES:
         return None
+    if sizes == START_SIZES:
+        if initial_clusters is None:
+            raise ValueError("cluster_sizes 'start' asks for the sizes of the heads' starting partitions: "
+                             "it needs init 'kmeans' or 'spectral'")
+        counts = torch.stack([torch.bincount(partition, minlength=settings.num_clusters).sort().values
+                              for partition in initial_clusters.long().cpu()]).float().mean(dim=0)
+        counts = counts.clamp_min(1.0)  # a start cluster left empty must not ask for an empty cluster
+        return counts / counts.sum()
     if len(sizes) != settings.num_clusters or min(sizes) <= 0:
         raise ValueError(f"cluster_sizes {list(sizes)} must give {settings.num_clusters} positive sizes, one per cluster")
     ordered = torch.tensor(sorted(sizes), dtype=torch.float32)
@@ -285,6 +297,17 @@ def backbone_kmeans(backbone: nn.Module, images: Images, augment: AugmentSetting
                              settings.num_heads, settings.seed)
 
 
+def start_partitions(backbone: nn.Module, images: Images, neighbors: Tensor, augment: AugmentSettings,
+                     device: torch.device, settings: ScanSettings, features: Tensor | None = None) -> Tensor:
+    """The heads' starting partitions when none are given: spectral clusterings of the graph of
+    ``neighbors`` (``init: spectral``) or k-means of the backbone's features (``backbone_kmeans``)."""
+    if settings.init == "spectral":
+        if settings.num_neighbors == 0:
+            raise ValueError("init 'spectral' clusters the neighbor graph: it needs num_neighbors of at least 1")
+        return spectral_partitions(neighbors.numpy(), settings.num_clusters, settings.num_heads, settings.seed)
+    return backbone_kmeans(backbone, images, augment, device, settings, features)
+
+
 def train_scan(
     backbone: nn.Module,
     images: Images,
@@ -356,14 +379,10 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
     features = features.cpu() if cached else None
     if settings.init == "random" and initial_clusters is not None:
         raise ValueError("initial_clusters were given with init 'random'; use init 'kmeans' to start from them")
-    if settings.init != "random" and group.main:  # the others receive the main one's weights (DDP)
-        if initial_clusters is None and settings.init == "spectral":
-            if settings.num_neighbors == 0:
-                raise ValueError("init 'spectral' clusters the neighbor graph: it needs num_neighbors of at least 1")
-            initial_clusters = spectral_partitions(neighbors.numpy(), settings.num_clusters, settings.num_heads,
-                                                   settings.seed)
-        elif initial_clusters is None:
-            initial_clusters = backbone_kmeans(model.backbone, images, augment, device, settings, features)
+    # The other processes receive the main one's weights (DDP), but need the partitions' sizes to ask for them.
+    if settings.init != "random" and initial_clusters is None and (group.main or settings.cluster_sizes == START_SIZES):
+        initial_clusters = start_partitions(model.backbone, images, neighbors, augment, device, settings, features)
+    if settings.init != "random" and group.main:
         warm_start_heads(model, images, augment, device, initial_clusters, features=features)
     if not settings.update_backbone:
         model.backbone.requires_grad_(False)
@@ -375,7 +394,7 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
     network = parallel(HeadsOnFeatures(model) if cached else model, group, device)
     best = state["best"] if state is not None else {"score": float("-inf")}
     entropy_weights = head_entropy_weights(settings)
-    profile = requested_sizes(settings)
+    profile = requested_sizes(settings, initial_clusters)
     best_state = state["best_model"] if state is not None else None
     count = len(features) if cached else len(images)
     batch_size = min(settings.batch_size, count)
@@ -429,4 +448,5 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
     if group.main:
         trained.load_state_dict(best_state)  # epochs >= 1, and a resumed checkpoint carries its choice
         model.keep_head(best["head"])
-    return model, history, {**best, "heads": settings.num_heads}
+    asked = {} if profile is None else {"cluster_sizes_asked": [round(share, 6) for share in profile.tolist()]}
+    return model, history, {**best, "heads": settings.num_heads, **asked}

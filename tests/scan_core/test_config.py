@@ -97,6 +97,12 @@ def test_a_spectral_start_without_neighbors_is_refused() -> None:
     assert validate_params({"scan": {"init": "spectral", "num_neighbors": 1}}).scan.init == "spectral"
 
 
+def test_start_sizes_from_a_random_start_are_refused() -> None:
+    message = _message({"scan": {"cluster_sizes": "start", "init": "random"}})
+    assert "scan.cluster_sizes: start" in message and "scan.init: random" in message
+    assert validate_params({"scan": {"cluster_sizes": "start", "init": "spectral"}}).scan.cluster_sizes == "start"
+
+
 def test_every_problem_is_listed() -> None:
     message = _message({"scan": {"num_clusters": 1, "entropy_weight": -1}, "pretext": {"batch_size": 0}})
     for key in ("scan.num_clusters", "scan.entropy_weight", "pretext.batch_size"):

@@ -493,6 +493,34 @@ def test_cluster_sizes_become_a_sorted_profile_and_must_be_one_per_cluster() -> 
         requested_sizes(ScanSettings(**{**SCAN.__dict__, "cluster_sizes": (1.0, 2.0)}))
 
 
+def test_start_sizes_are_the_starting_partitions_sorted_sizes_averaged_over_heads() -> None:
+    settings = ScanSettings(**{**SCAN.__dict__, "cluster_sizes": "start"})
+    partitions = torch.tensor([[0, 0, 0, 0, 0, 0, 1, 1, 2, 3],    # sizes 6, 2, 1, 1
+                               [3, 3, 3, 3, 2, 2, 2, 2, 1, 1]])   # sizes 0, 2, 4, 4: the empty one asks for 1
+    torch.testing.assert_close(requested_sizes(settings, partitions),
+                               torch.tensor([1.0, 1.5, 3.0, 5.0]) / 10.5)
+    with pytest.raises(ValueError, match="cluster_sizes 'start'.*init 'kmeans' or 'spectral'"):
+        requested_sizes(settings)
+
+
+def test_scan_asked_for_its_start_sizes_trains_as_if_asked_for_them_by_hand(images, neighbors) -> None:
+    """``start`` is the sizes of the starting partitions, asked as a user would give them, and the
+    selection records them."""
+    settings = ScanSettings(**{**SCAN.__dict__, "epochs": 3, "augmentation": "none", "update_backbone": False,
+                               "lr": 5e-2, "num_heads": 1})
+    start = (torch.arange(len(images)) % 4)[None].clone()
+    start[0, :12][start[0, :12] == 3] = 0  # sizes 13, 10, 10, 7
+    results = {}
+    for sizes in ("start", (13.0, 10.0, 10.0, 7.0)):
+        chosen = ScanSettings(**{**settings.__dict__, "cluster_sizes": sizes})
+        model, _, selection = train_scan(_backbone(), images, neighbors, chosen, AUGMENT, _no_checkpoint(), CPU,
+                                         progress=False, initial_clusters=start)
+        results[sizes == "start"] = (predict_probabilities(model, images, AUGMENT, 512, CPU), selection)
+    torch.testing.assert_close(results[True][0], results[False][0])
+    assert results[True][1]["score"] == pytest.approx(results[False][1]["score"])
+    assert results[True][1]["cluster_sizes_asked"] == pytest.approx([0.175, 0.25, 0.25, 0.325], abs=1e-6)
+
+
 def test_scan_on_cached_features_needs_a_frozen_backbone(images, neighbors) -> None:
     settings = ScanSettings(**{**SCAN.__dict__, "augmentation": "none", "update_backbone": True})
     with pytest.raises(ValueError, match="frozen"):

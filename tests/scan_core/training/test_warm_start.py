@@ -56,10 +56,10 @@ def test_spectral_partitions_keep_unequal_communities_that_kmeans_cuts_equal() -
 
 
 def test_spectral_partitions_on_a_large_graph_are_reproducible() -> None:
-    points, groups = _unequal_blobs((300, 700, 1200))  # past the dense eigensolver's size
+    points, groups = _unequal_blobs((50, 150, 300))  # past the dense eigensolver's size
     neighbors = _nearest(points, 5)
     first = spectral_partitions(neighbors, 3, 1, 0)[0].numpy()
-    assert sorted(np.bincount(first).tolist()) == [300, 700, 1200]
+    assert sorted(np.bincount(first).tolist()) == [50, 150, 300]
     assert np.array_equal(first, spectral_partitions(neighbors, 3, 1, 0)[0].numpy())
 
 
