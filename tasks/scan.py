@@ -15,7 +15,7 @@ from scan_core.names import is_foundation
 from scan_core.training.clustering import (CACHED_FEATURES, SELECTION_DESCRIPTIONS, ScanSettings, collapse_report,
                                           collapse_warning, train_scan)
 from scan_core.training.multiprocess import describe
-from scan_core.training.warm_start import kmeans_partitions
+from scan_core.training.warm_start import kmeans_partitions, spectral_partitions
 from tasks.artifacts import publish_key_numbers
 from tasks.common import StagedOutputs, stage_key, stage_task
 from tasks.compute import augment_settings, checkpoint_file
@@ -62,6 +62,11 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
     initial_clusters = None
     if settings.init == "kmeans":
         initial_clusters = kmeans_partitions(embeddings, settings.num_clusters, settings.num_heads, settings.seed)
+    elif settings.init == "spectral":
+        initial_clusters = spectral_partitions(training_neighbors(prepared, settings.num_neighbors).numpy(),
+                                               settings.num_clusters, settings.num_heads, settings.seed)
+        logger.info("scan.init spectral: the first head starts from clusters of %s images (sorted)",
+                    ", ".join(map(str, sorted(torch.bincount(initial_clusters[0]).tolist()))))
     model, history, selection = train_scan(
         pretext_model.backbone,
         train_images,

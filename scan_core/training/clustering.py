@@ -378,7 +378,8 @@ def _train(group: Group, device: torch.device, on_epoch: EpochCallback | None, b
         features = compute_features(model.backbone, images, augment, 512, device)
     features = features.cpu() if cached else None
     if settings.init == "random" and initial_clusters is not None:
-        raise ValueError("initial_clusters were given with init 'random'; use init 'kmeans' to start from them")
+        raise ValueError("initial_clusters were given with init 'random'; use init 'kmeans' or 'spectral' to start "
+                         "from them")
     # The other processes receive the main one's weights (DDP), but need the partitions' sizes to ask for them.
     if settings.init != "random" and initial_clusters is None and (group.main or settings.cluster_sizes == START_SIZES):
         initial_clusters = start_partitions(model.backbone, images, neighbors, augment, device, settings, features)

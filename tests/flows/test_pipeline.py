@@ -188,6 +188,21 @@ def test_collapsing_clusters_are_reported_in_log_and_metrics(pipeline_project, c
     assert any("clusters collapsed" in record.getMessage() for record in caplog.records)
 
 
+def test_spectral_start_asks_for_its_own_sizes_and_says_so(pipeline_project, caplog):
+    project, _, scan_pipeline = pipeline_project
+    set_params(project, {"scan": {"init": "spectral", "cluster_sizes": "start"}})
+    states = scan_pipeline()
+    assert states["evaluate"] == "Completed"
+    summary = json.loads((project / "artifacts/scan/summary.json").read_text())
+    asked = summary["selection"]["cluster_sizes_asked"]
+    assert summary["settings"]["init"] == "spectral" and len(asked) == 10
+    assert asked == sorted(asked) and sum(asked) == pytest.approx(1.0, abs=1e-4)
+    assert any("scan.init spectral: the first head starts from clusters of" in record.getMessage()
+               for record in caplog.records)
+    assert any("scan.cluster_sizes start: asked for cluster shares" in record.getMessage()
+               for record in caplog.records)
+
+
 def test_selflabel_without_confident_images_keeps_the_scan_model_and_warns(pipeline_project):
     project, _, scan_pipeline = pipeline_project
     # Random heads after two tiny epochs are far from sure; heads started from k-means are not.
