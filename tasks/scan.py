@@ -59,18 +59,20 @@ def scan(params: dict, inputs: dict, out: StagedOutputs) -> None:
     train_images = prepared.train_images
     augment = augment_settings("scan", prepared.info, group(params, "augment"), logger, backbone_name)
     checkpoint = TrainingCheckpoint(checkpoint_file("scan"), stage_key("scan", params, inputs))
+    neighbors = training_neighbors(prepared, settings.num_neighbors)
     initial_clusters = None
     if settings.init == "kmeans":
         initial_clusters = kmeans_partitions(embeddings, settings.num_clusters, settings.num_heads, settings.seed)
     elif settings.init == "spectral":
-        initial_clusters = spectral_partitions(training_neighbors(prepared, settings.num_neighbors).numpy(),
-                                               settings.num_clusters, settings.num_heads, settings.seed)
+        initial_clusters = spectral_partitions(neighbors.numpy(), settings.num_clusters, settings.num_heads,
+                                               settings.seed)
+        sizes = torch.bincount(initial_clusters[0], minlength=settings.num_clusters)
         logger.info("scan.init spectral: the first head starts from clusters of %s images (sorted)",
-                    ", ".join(map(str, sorted(torch.bincount(initial_clusters[0]).tolist()))))
+                    ", ".join(map(str, sorted(sizes.tolist()))))
     model, history, selection = train_scan(
         pretext_model.backbone,
         train_images,
-        training_neighbors(prepared, settings.num_neighbors),
+        neighbors,
         settings,
         augment,
         checkpoint,

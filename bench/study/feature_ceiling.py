@@ -50,7 +50,8 @@ def study(root: Path) -> dict:
     else:
         predicted = probe.fit(features[train], labels[train]).predict(features[evaluate])
     recall = [float(np.mean(predicted[labels[evaluate] == c] == c)) for c in range(clusters)]
-    matrix = {k: read_neighbor_matrix(root / "artifacts/mine/neighbors.parquet", k)[1] for k in (5, 20)}
+    nearest = read_neighbor_matrix(root / "artifacts/mine/neighbors.parquet", 20)[1]  # columns by rank
+    matrix = {k: nearest[:, :k] for k in (5, 20)}
     scan = pd.read_parquet(root / "artifacts/scan/predictions.parquet")["cluster"].to_numpy()
     purity_rows = json.loads((root / "artifacts/mine/purity.json").read_text())
     purity = {row["k"]: round(row["purity"], 4) for row in purity_rows}
